@@ -1,0 +1,1 @@
+"""Models of recbole-ext; shared layers live in ``layers.py``."""

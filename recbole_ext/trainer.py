@@ -1,0 +1,118 @@
+"""Trainer additions shared by every model run through the package.
+
+:func:`with_safe_checkpoints` derives, from whichever trainer class RecBole (or a model's spec)
+chooses, a subclass that
+- saves checkpoints that load with ``torch.load(weights_only=True)`` (see ``compat.py``),
+- gives each run a checkpoint name of its own (RecBole's has one-second resolution, so two runs
+  of one model started in the same second would overwrite each other),
+- runs RecBole's distributed path on CPU with gloo (RecBole hard-codes CUDA device ids), and
+  waits for rank 0's checkpoint before every rank loads it.
+Training and evaluation themselves are RecBole's, unchanged.
+"""
+
+import os
+import time
+import uuid
+from enum import Enum
+
+import torch
+import torch.distributed as dist
+
+from recbole_ext.compat import SAFE_CHECKPOINT_FORMAT
+
+
+def _plain(value):
+    """Config values as plain data (what ``weights_only`` loading accepts)."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, Enum):
+        return value.name
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
+
+
+def checkpoint_config(config):
+    """What is needed to rebuild the same Config: model, dataset and the external settings
+    (config files, config_dict and command line, merged), plus the final config for reference."""
+    return {
+        "model": config["model"],
+        "dataset": config["dataset"],
+        "external": _plain(config.external_config_dict),
+        "final": _plain(config.final_config_dict),
+    }
+
+
+class SafeCheckpointMixin:
+    def __init__(self, config, model):
+        distributed_on_cpu = not config["single_spec"] and config["device"].type == "cpu"
+        if distributed_on_cpu:
+            # RecBole wraps the model in DDP with device_ids=[local_rank], valid only for GPUs.
+            config["single_spec"] = True
+            try:
+                super().__init__(config, model)
+            finally:
+                config["single_spec"] = False
+            self.model = model
+            self.distributed_model = torch.nn.parallel.DistributedDataParallel(model)
+        else:
+            super().__init__(config, model)
+        base, ext = os.path.splitext(self.saved_model_file)
+        unique = uuid.uuid4().hex[:8]
+        if not config["single_spec"]:
+            # every rank must load the file rank 0 writes: take rank 0's name
+            names = [unique]
+            dist.broadcast_object_list(names, src=0)
+            unique = names[0]
+        self.saved_model_file = f"{base}-{unique}{ext}"
+        self.train_epoch_seconds = []  # wall seconds of each training epoch, for result records
+
+    def _train_epoch(self, *args, **kwargs):
+        start = time.perf_counter()
+        result = super()._train_epoch(*args, **kwargs)
+        self.train_epoch_seconds.append(time.perf_counter() - start)
+        return result
+
+    def _save_checkpoint(self, epoch, verbose=True, **kwargs):
+        if not self.config["single_spec"] and self.config["local_rank"] != 0:
+            return
+        saved_model_file = kwargs.pop("saved_model_file", self.saved_model_file)
+        state = {
+            "format": SAFE_CHECKPOINT_FORMAT,
+            "config": checkpoint_config(self.config),
+            "epoch": epoch,
+            "cur_step": self.cur_step,
+            "best_valid_score": float(self.best_valid_score),
+            "state_dict": self.model.state_dict(),
+            "other_parameter": self.model.other_parameter(),
+            "optimizer": self.optimizer.state_dict(),
+        }
+        # write then rename: an interrupted save never leaves a truncated best checkpoint
+        partial = saved_model_file + ".partial"
+        torch.save(state, partial)
+        os.replace(partial, saved_model_file)
+        if verbose:
+            from recbole.utils import set_color
+
+            self.logger.info(set_color("Saving current", "blue") + f": {saved_model_file}")
+
+    def evaluate(self, eval_data, load_best_model=True, model_file=None, show_progress=False):
+        if load_best_model and not self.config["single_spec"]:
+            dist.barrier()  # rank 0 may still be writing the best checkpoint
+        return super().evaluate(
+            eval_data, load_best_model=load_best_model, model_file=model_file, show_progress=show_progress
+        )
+
+
+_derived = {}
+
+
+def with_safe_checkpoints(trainer_class):
+    if issubclass(trainer_class, SafeCheckpointMixin):
+        return trainer_class
+    if trainer_class not in _derived:
+        _derived[trainer_class] = type(trainer_class.__name__, (SafeCheckpointMixin, trainer_class), {})
+        _derived[trainer_class].__module__ = __name__
+    return _derived[trainer_class]
