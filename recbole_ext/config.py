@@ -27,6 +27,22 @@ class Config(RecBoleConfig):
     def __init__(self, model=None, dataset=None, config_file_list=None, config_dict=None, read_command_line=True):
         self._read_command_line = read_command_line
         super().__init__(model=model, dataset=dataset, config_file_list=config_file_list, config_dict=config_dict)
+        self._check_valid_metric()
+
+    def _check_valid_metric(self):
+        """RecBole only notices a valid_metric it does not compute after the first epoch, as a
+        KeyError deep in the trainer; say it before anything runs."""
+        valid_metric = str(self.final_config_dict["valid_metric"])
+        name, _, k = valid_metric.lower().partition("@")
+        metrics = self.final_config_dict["metrics"]
+        metrics = [metrics] if isinstance(metrics, str) else list(metrics)
+        topk = self.final_config_dict["topk"]
+        topk = [topk] if isinstance(topk, int) else list(topk or [])
+        if name not in [m.lower() for m in metrics] or (k and int(k) not in topk):
+            raise ValueError(
+                f"valid_metric '{valid_metric}' is not computed (metrics {metrics} at topk {topk}); "
+                f"add it to metrics/topk or choose another valid_metric"
+            )
 
     def _load_cmd_line(self):
         return super()._load_cmd_line() if self._read_command_line else {}

@@ -126,21 +126,27 @@ def write_json_atomically(path, record):
     os.replace(partial, path)
 
 
-def _distributed_worker(rank, model, dataset, config_file_list, config_dict, queue, result_file):
+def _distributed_worker(rank, model, dataset, config_file_list, config_dict, queue, result_file, read_command_line):
     # The spawn start method begins a fresh interpreter: importing recbole_ext (done by the
     # pickled reference to this function) re-applies the compat shims in each rank.
     config_dict = dict(config_dict, local_rank=rank)
-    run_single(model, dataset, config_file_list, config_dict, queue=queue, result_file=result_file)
+    run_single(
+        model, dataset, config_file_list, config_dict, queue=queue, result_file=result_file,
+        read_command_line=read_command_line,
+    )
 
 
 def run(
     model, dataset, config_file_list=None, config_dict=None, saved=True, nproc=1,
-    world_size=-1, ip="localhost", port="5678", group_offset=0, result_file=None,
+    world_size=-1, ip="localhost", port="5678", group_offset=0, result_file=None, read_command_line=True,
 ):
     """RecBole's ``run``: one process, or ``nproc`` ranks with torch.distributed (NCCL on CUDA,
     gloo on CPU)."""
     if nproc == 1 and world_size <= 0:
-        return run_single(model, dataset, config_file_list, config_dict, saved, result_file=result_file)
+        return run_single(
+            model, dataset, config_file_list, config_dict, saved,
+            result_file=result_file, read_command_line=read_command_line,
+        )
     import torch.multiprocessing as mp
 
     if world_size == -1:
@@ -153,7 +159,7 @@ def run(
     queue = mp.get_context("spawn").SimpleQueue()
     mp.spawn(
         _distributed_worker,
-        args=(model, dataset, config_file_list, config_dict, queue, result_file),
+        args=(model, dataset, config_file_list, config_dict, queue, result_file, read_command_line),
         nprocs=nproc,
         join=True,
     )

@@ -60,13 +60,11 @@ class SafeCheckpointMixin:
         else:
             super().__init__(config, model)
         base, ext = os.path.splitext(self.saved_model_file)
-        unique = uuid.uuid4().hex[:8]
+        names = [f"{base}-{uuid.uuid4().hex[:8]}{ext}"]
         if not config["single_spec"]:
-            # every rank must load the file rank 0 writes: take rank 0's name
-            names = [unique]
+            # each rank names the file from its own clock; all must load the one rank 0 writes
             dist.broadcast_object_list(names, src=0)
-            unique = names[0]
-        self.saved_model_file = f"{base}-{unique}{ext}"
+        self.saved_model_file = names[0]
         self.train_epoch_seconds = []  # wall seconds of each training epoch, for result records
 
     def _train_epoch(self, *args, **kwargs):

@@ -97,3 +97,10 @@ def test_ce_without_explicit_negatives_needs_no_extra_key():
             "SASRec", "ml-100k", read_command_line=False,
             config_dict={"use_gpu": False, "train_neg_sample_args": {"distribution": "uniform", "sample_num": 1}},
         )
+
+
+def test_valid_metric_that_is_not_computed_fails_before_training():
+    with pytest.raises(ValueError, match="valid_metric 'MRR@10' is not computed"):
+        Config("SASRec", "ml-100k", config_dict={"use_gpu": False, "metrics": ["Hit"]}, read_command_line=False)
+    with pytest.raises(ValueError, match="topk"):
+        Config("SASRec", "ml-100k", config_dict={"use_gpu": False, "topk": [5]}, read_command_line=False)
