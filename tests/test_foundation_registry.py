@@ -58,3 +58,13 @@ def test_dataset_class_choice():
     assert registry.get_dataset_class(config).__name__ == "ExtSequentialDataset"
     config = Config("BPR", "ml-100k", config_dict={"use_gpu": False}, read_command_line=False)
     assert registry.get_dataset_class(config) is None  # RecBole's own choice
+
+
+def test_console_script_is_installed_and_behaves_like_the_cli(tmp_path):
+    import os
+    import shutil
+
+    script = shutil.which("recbole-ext", path=os.path.dirname(sys.executable))
+    assert script, "the recbole-ext console script is not installed beside this interpreter"
+    completed = subprocess.run([script, "--model=NoSuchModel"], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert completed.returncode == 2 and "unknown model 'NoSuchModel'" in completed.stderr
