@@ -11,7 +11,7 @@ from logging import getLogger
 import torch
 from recbole.utils import get_environment, get_flops, init_logger, init_seed, set_color
 
-from recbole_ext import registry
+from recbole_ext import paths, registry
 from recbole_ext.compat import SAFE_CHECKPOINT_FORMAT, load_checkpoint
 from recbole_ext.config import Config
 from recbole_ext.data import create_dataset, data_preparation
@@ -20,16 +20,13 @@ from recbole_ext.data import create_dataset, data_preparation
 def prepare_dataset_files(config):
     """Make sure the atomic files exist (converting raw public files if they are there) and are
     well-formed, so that a problem surfaces as one line naming the file, line and field."""
-    try:  # TEMPORARY until the converter modules land
-        from recbole_ext.data.convert.auto import ensure_dataset
-        from recbole_ext.data.validate import validate_atomic_dataset
-    except ImportError:
-        return
+    from recbole_ext.data.convert.auto import ensure_dataset
+    from recbole_ext.data.validate import validate_atomic_dataset
 
     if config["dataset"] == "ml-100k" and not os.path.isdir(config["data_path"]):
         return  # RecBole downloads its own example dataset
     dataset_root = os.path.dirname(os.path.normpath(config["data_path"]))
-    raw_root = config["raw_data_path"] or os.path.join(os.path.dirname(dataset_root), "dataset_raw")
+    raw_root = config["raw_data_path"] or paths.DATASET_RAW_DIR
     ensure_dataset(config["dataset"], dataset_root, raw_root)
     if config["validate_atomic"]:
         validate_atomic_dataset(

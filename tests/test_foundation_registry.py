@@ -68,3 +68,13 @@ def test_console_script_is_installed_and_behaves_like_the_cli(tmp_path):
     assert script, "the recbole-ext console script is not installed beside this interpreter"
     completed = subprocess.run([script, "--model=NoSuchModel"], capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert completed.returncode == 2 and "unknown model 'NoSuchModel'" in completed.stderr
+
+
+def test_cli_unknown_dataset_exits_with_one_line(tmp_path):
+    completed = subprocess.run(
+        [sys.executable, f"{REPO_ROOT}/run_recbole_ext.py", "--model=SASRec", "--dataset=no-such-data"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=120,
+    )
+    assert completed.returncode == 2
+    lines = [line for line in completed.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "no-such-data" in lines[0] and "Traceback" not in completed.stderr
