@@ -40,11 +40,23 @@ def _load_cached_dataset(config, dataset_class):
         dataset = pickle.load(f)
     if type(dataset) is not dataset_class:
         return None
-    for arg in dataset_arguments + ["seed", "repeatable"]:
+    # a plugin's own keys (SVD rank, window scheme, ...) live in the model's package yaml
+    for arg in dataset_arguments + ["seed", "repeatable"] + _package_model_keys(config["model"]):
         if config[arg] != dataset.config[arg]:
             return None
     getLogger().info(set_color("Load filtered dataset from", "pink") + f": [{file}]")
     return dataset
+
+
+def _package_model_keys(model_name):
+    import yaml
+
+    from recbole_ext.paths import model_yaml
+
+    if not os.path.isfile(model_yaml(model_name)):
+        return []
+    with open(model_yaml(model_name), encoding="utf-8") as f:
+        return list((yaml.safe_load(f) or {}).keys())
 
 
 class _ChainedTransform:
