@@ -1,0 +1,382 @@
+r"""
+QuerySeqRec
+################################################
+
+Reference:
+    Zhankui He, Handong Zhao, Zhaowen Wang, Zhe Lin, Ajinkya Kale, Julian McAuley.
+    "Query-Aware Sequential Recommendation." In CIKM 2022.
+
+The user's queries are interleaved with the clicked items into one heterogeneous sequence
+(``QueryAwareDataset``); items, queries (the mean of their word embeddings), event types and
+positions share one embedding space and a Transformer encoder reads the sequence; items are
+scored by inner product with the item table. The training dataloader augments the inputs by
+query-item-graph replacement (``QueryGraphAugmentation``).
+
+Config switches (``properties/model/QuerySeqRec.yaml``) give the paper's variants:
+``use_queries: False`` ("w/o Q": exactly SASRec's input and encoder), ``query_fusion``
+(Table 4: heterogeneous, early, late as in FDSA, nova as in NOVA-BERT), ``backbone`` (Table 5:
+transformer, gru as GRU4Rec, fpmc as FPMC, each reading the heterogeneous sequence),
+``train_positions`` (last: RecBole style; all: every position followed by an item, the paper's
+code) and ``softmax_samples`` (sampled softmax for large catalogues, Sec. 2.4).
+"""
+
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from recbole.model.abstract_recommender import SequentialRecommender
+from recbole.model.layers import FeedForward, TransformerEncoder
+from recbole.model.loss import BPRLoss
+
+from recbole_ext.data.dataset.query_dataset import (
+    EVENT_ITEM,
+    EVENT_ITEM_FIELD,
+    EVENT_LENGTH_FIELD,
+    EVENT_QUERY,
+    EVENT_QUERY_FIELD,
+    EVENT_TYPE_FIELD,
+    ITEM_CONTEXT_FIELD,
+)
+
+BACKBONES = ("transformer", "gru", "fpmc")
+FUSIONS = ("heterogeneous", "early", "late", "nova")
+TRAIN_POSITIONS = ("last", "all")
+SAMPLERS = ("uniform", "popularity")
+
+
+def _choice(config, key, default, choices):
+    value = config[key]
+    value = default if value is None else value
+    if value not in choices:
+        raise ValueError(f"{key} must be one of {', '.join(map(str, choices))}, got '{value}'")
+    return value
+
+
+def _value(config, key, default):
+    value = config[key]
+    return default if value is None else value
+
+
+class NovaEncoder(nn.Module):
+    """NOVA-BERT-style self-attention (Liu et al., AAAI 2021): side information (here the
+    context query and the position) enters the queries and keys only, never the values, so the
+    item representations are not polluted by it."""
+
+    def __init__(self, n_layers, n_heads, hidden_size, inner_size, dropout, act, eps):
+        super().__init__()
+        if hidden_size % n_heads:
+            raise ValueError(f"hidden_size ({hidden_size}) must be a multiple of n_heads "
+                             f"({n_heads})")
+        self.n_heads = n_heads
+        self.dropout_prob = dropout
+        self.qk = nn.ModuleList(nn.Linear(hidden_size, 2 * hidden_size) for _ in range(n_layers))
+        self.value = nn.ModuleList(nn.Linear(hidden_size, hidden_size) for _ in range(n_layers))
+        self.out = nn.ModuleList(nn.Linear(hidden_size, hidden_size) for _ in range(n_layers))
+        self.norm = nn.ModuleList(nn.LayerNorm(hidden_size, eps=eps) for _ in range(n_layers))
+        self.ffn = nn.ModuleList(FeedForward(hidden_size, inner_size, dropout, act, eps)
+                                 for _ in range(n_layers))
+        self.dropout = nn.Dropout(dropout)
+
+    def _heads(self, x):
+        batch, length, _ = x.shape
+        return x.view(batch, length, self.n_heads, -1).transpose(1, 2)
+
+    def forward(self, hidden, side, additive_mask):
+        for qk, value, out, norm, ffn in zip(self.qk, self.value, self.out, self.norm, self.ffn):
+            query, key = qk(hidden + side).chunk(2, dim=-1)
+            attended = F.scaled_dot_product_attention(
+                self._heads(query), self._heads(key), self._heads(value(hidden)),
+                attn_mask=additive_mask,
+                dropout_p=self.dropout_prob if self.training else 0.0)
+            attended = attended.transpose(1, 2).reshape(hidden.shape)
+            hidden = norm(self.dropout(out(attended)) + hidden)
+            hidden = ffn(hidden)
+        return hidden
+
+
+class QuerySeqRec(SequentialRecommender):
+    r"""Query-aware sequential recommender (see module doc)."""
+
+    def __init__(self, config, dataset):
+        super().__init__(config, dataset)
+
+        self.n_layers = config["n_layers"]
+        self.n_heads = config["n_heads"]
+        self.hidden_size = config["hidden_size"]
+        self.inner_size = config["inner_size"]
+        self.hidden_dropout_prob = config["hidden_dropout_prob"]
+        self.attn_dropout_prob = config["attn_dropout_prob"]
+        self.hidden_act = config["hidden_act"]
+        self.layer_norm_eps = config["layer_norm_eps"]
+        self.initializer_range = config["initializer_range"]
+        self.loss_type = _choice(config, "loss_type", "CE", ("CE", "BPR"))
+
+        self.use_queries = bool(_value(config, "use_queries", True))
+        self.backbone = _choice(config, "backbone", "transformer", BACKBONES)
+        self.query_fusion = _choice(config, "query_fusion", "heterogeneous", FUSIONS)
+        self.train_positions = _choice(config, "train_positions", "last", TRAIN_POSITIONS)
+        self.softmax_samples = int(_value(config, "softmax_samples", 0))
+        self.softmax_sampler = _choice(config, "softmax_sampler", "uniform", SAMPLERS)
+        self.logq_correction = bool(_value(config, "logq_correction", False))
+        if self.softmax_samples < 0 or self.softmax_samples == 1:
+            raise ValueError(f"softmax_samples must be 0 (full softmax) or >= 2, got "
+                             f"{self.softmax_samples}")
+        # Only the heterogeneous sequence exists for every backbone and every position.
+        self.reads_events = self.use_queries and self.query_fusion == "heterogeneous"
+        if self.use_queries and self.query_fusion != "heterogeneous" and \
+                self.backbone != "transformer":
+            raise ValueError(f"query_fusion '{self.query_fusion}' is defined for backbone "
+                             f"'transformer' only, got backbone '{self.backbone}'")
+        if self.train_positions == "all" and self.use_queries and not self.reads_events:
+            raise ValueError(f"train_positions 'all' needs query_fusion 'heterogeneous', got "
+                             f"'{self.query_fusion}'")
+        if self.loss_type == "BPR" and (self.train_positions == "all" or self.softmax_samples):
+            raise ValueError("loss_type BPR trains the last position against RecBole's sampled "
+                             "negative; set train_positions: last and softmax_samples: 0")
+
+        d = self.hidden_size
+        self.item_embedding = nn.Embedding(self.n_items, d, padding_idx=0)
+        if self.use_queries:
+            self.register_buffer("query_words", dataset.query_words.long(), persistent=False)
+            self.word_embedding = nn.Embedding(dataset.num_words, d, padding_idx=0)
+            self.type_embedding = nn.Embedding(3, d)
+        self.max_positions = dataset.max_event_list_len if self.reads_events else \
+            self.max_seq_length
+        self.position_embedding = nn.Embedding(self.max_positions, d)
+        self.LayerNorm = nn.LayerNorm(d, eps=self.layer_norm_eps)
+        self.dropout = nn.Dropout(self.hidden_dropout_prob)
+
+        if self.backbone == "transformer":
+            fused = self.use_queries and self.query_fusion == "nova"
+            if fused:
+                self.nova_encoder = NovaEncoder(self.n_layers, self.n_heads, d, self.inner_size,
+                                                self.hidden_dropout_prob, self.hidden_act,
+                                                self.layer_norm_eps)
+            else:
+                self.trm_encoder = self._transformer()
+            if self.use_queries and self.query_fusion == "late":
+                # FDSA: a second encoder over the query sequence, outputs concatenated
+                self.query_trm_encoder = self._transformer()
+                self.query_position_embedding = nn.Embedding(dataset.max_event_list_len, d)
+                self.query_LayerNorm = nn.LayerNorm(d, eps=self.layer_norm_eps)
+                self.concat_layer = nn.Linear(2 * d, d)
+        elif self.backbone == "gru":
+            self.gru_layers = nn.GRU(d, d, num_layers=self.n_layers, bias=False,
+                                     batch_first=True)
+            self.gru_dense = nn.Linear(d, d)
+        else:  # fpmc: user taste (UI.IU) plus a transition from the last event (IL.LI)
+            # item_embedding is LI (items as successors); words share the transition space
+            self.user_embedding = nn.Embedding(dataset.num(self.USER_ID), d)
+            self.last_item_embedding = nn.Embedding(self.n_items, d, padding_idx=0)  # IL
+            self.user_item_embedding = nn.Embedding(self.n_items, d, padding_idx=0)  # IU
+
+        if self.loss_type == "BPR":
+            self.loss_fct = BPRLoss()
+        self.register_buffer("sampling_weights", self._sampling_weights(dataset),
+                             persistent=False)
+        self.apply(self._init_weights)
+
+    # -- construction helpers ---------------------------------------------------------------
+    def _transformer(self):
+        return TransformerEncoder(
+            n_layers=self.n_layers, n_heads=self.n_heads, hidden_size=self.hidden_size,
+            inner_size=self.inner_size, hidden_dropout_prob=self.hidden_dropout_prob,
+            attn_dropout_prob=self.attn_dropout_prob, hidden_act=self.hidden_act,
+            layer_norm_eps=self.layer_norm_eps)
+
+    def _sampling_weights(self, dataset):
+        """Unnormalised proposal of the sampled softmax over items 1..n_items-1."""
+        if self.softmax_sampler == "popularity":
+            counts = getattr(dataset, "train_item_counts", None)
+            if counts is None:
+                counts = torch.bincount(dataset.inter_feat[self.ITEM_ID], minlength=self.n_items)
+            weights = counts.double().clone()
+        else:
+            weights = torch.ones(self.n_items, dtype=torch.double)
+        weights[0] = 0.0
+        if weights.sum() <= 0:
+            weights[1:] = 1.0
+        return weights
+
+    def _init_weights(self, module):
+        """Same initialisation as RecBole's SASRec, so that ``use_queries: False`` is SASRec."""
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            module.weight.data.normal_(mean=0.0, std=self.initializer_range)
+        elif isinstance(module, nn.LayerNorm):
+            module.bias.data.zero_()
+            module.weight.data.fill_(1.0)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            module.bias.data.zero_()
+
+    # -- inputs -------------------------------------------------------------------------------
+    def query_representation(self, query_ids):
+        """Mean of the query's word embeddings (zero for query id 0)."""
+        words = self.query_words[query_ids]
+        present = (words > 0).unsqueeze(-1).to(self.word_embedding.weight.dtype)
+        total = (self.word_embedding(words) * present).sum(-2)
+        return total / present.sum(-2).clamp(min=1.0)
+
+    def sequence_inputs(self, interaction):
+        """``(event_item, event_query, event_type, length)`` of the sequence the encoder reads:
+        the heterogeneous events, or RecBole's item_id_list seen as item-only events."""
+        if self.reads_events:
+            return (interaction[EVENT_ITEM_FIELD], interaction[EVENT_QUERY_FIELD],
+                    interaction[EVENT_TYPE_FIELD], interaction[EVENT_LENGTH_FIELD])
+        items = interaction[self.ITEM_SEQ]
+        return items, torch.zeros_like(items), (items > 0).long() * EVENT_ITEM, \
+            interaction[self.ITEM_SEQ_LEN]
+
+    def embed_events(self, items, queries, types, item_table):
+        emb = item_table(items) * (types == EVENT_ITEM).unsqueeze(-1)
+        if self.use_queries:
+            emb = emb + self.query_representation(queries) * (types == EVENT_QUERY).unsqueeze(-1)
+        return emb
+
+    def _positions(self, seq, table):
+        if seq.size(1) > table.num_embeddings:
+            raise ValueError(f"sequence of length {seq.size(1)} exceeds the position table "
+                             f"({table.num_embeddings}); raise MAX_EVENT_LIST_LENGTH")
+        return table(torch.arange(seq.size(1), device=seq.device)).unsqueeze(0)
+
+    def _encode_transformer(self, emb, types, positions):
+        hidden = self.dropout(self.LayerNorm(emb + positions))
+        return self.trm_encoder(hidden, self.get_attention_mask(types),
+                                output_all_encoded_layers=True)[-1]
+
+    # -- forward --------------------------------------------------------------------------------
+    def forward(self, interaction):
+        """Hidden state of every position ``[B, L, D]`` (for ``fpmc``, D = 2*hidden_size)."""
+        items, queries, types, _ = self.sequence_inputs(interaction)
+        if self.backbone == "gru":
+            emb = self.dropout(self.embed_events(items, queries, types, self.item_embedding))
+            if self.use_queries:
+                emb = emb + self.type_embedding(types)
+            return self.gru_dense(self.gru_layers(emb)[0])
+        if self.backbone == "fpmc":
+            last = self.embed_events(items, queries, types, self.last_item_embedding)
+            if self.use_queries:
+                last = last + self.type_embedding(types)
+            user = self.user_embedding(interaction[self.USER_ID]).unsqueeze(1)
+            return torch.cat([user.expand_as(last), last], dim=-1)
+
+        positions = self._positions(items, self.position_embedding)
+        if not self.use_queries or self.query_fusion == "heterogeneous":
+            emb = self.embed_events(items, queries, types, self.item_embedding)
+            if self.use_queries:
+                emb = emb + self.type_embedding(types)
+            return self._encode_transformer(emb, types, positions)
+
+        context = self.query_representation(interaction[ITEM_CONTEXT_FIELD])
+        if self.query_fusion == "early":
+            return self._encode_transformer(self.item_embedding(items) + context, types,
+                                            positions)
+        if self.query_fusion == "nova":
+            hidden = self.dropout(self.LayerNorm(self.item_embedding(items)))
+            mask = self.get_attention_mask(types)
+            return self.nova_encoder(hidden, positions + context, mask)
+        # late fusion (FDSA): item encoder and query encoder, last states concatenated
+        item_hidden = self._encode_transformer(self.item_embedding(items), types, positions)
+        item_last = self.gather_indexes(item_hidden, interaction[self.ITEM_SEQ_LEN] - 1)
+        query_ids, query_len = self._query_sequence(interaction)
+        query_types = (query_ids > 0).long()
+        query_emb = self.query_representation(query_ids) + self._positions(
+            query_ids, self.query_position_embedding)
+        query_hidden = self.query_trm_encoder(
+            self.dropout(self.query_LayerNorm(query_emb)), self.get_attention_mask(query_types),
+            output_all_encoded_layers=True)[-1]
+        query_last = self.gather_indexes(query_hidden, (query_len - 1).clamp(min=0))
+        query_last = query_last * (query_len > 0).unsqueeze(-1)
+        return self.concat_layer(torch.cat([item_last, query_last], dim=-1)).unsqueeze(1)
+
+    def _query_sequence(self, interaction):
+        """The query events of the heterogeneous sequence, in order and left-aligned."""
+        types, queries = interaction[EVENT_TYPE_FIELD], interaction[EVENT_QUERY_FIELD]
+        is_query = types == EVENT_QUERY
+        order = torch.sort((~is_query).long(), dim=1, stable=True).indices
+        query_ids = queries.gather(1, order) * is_query.gather(1, order)
+        return query_ids, is_query.sum(1)
+
+    def seq_output(self, interaction):
+        """The representation at the last input position ``[B, D]``."""
+        hidden = self.forward(interaction)
+        if hidden.size(1) == 1:  # late fusion already reduced to the last position
+            return hidden[:, 0]
+        _, _, _, length = self.sequence_inputs(interaction)
+        return self.gather_indexes(hidden, length - 1)
+
+    def item_table(self):
+        """Output embeddings of all items ``[n_items, D]``."""
+        if self.backbone == "fpmc":
+            return torch.cat([self.user_item_embedding.weight, self.item_embedding.weight], -1)
+        return self.item_embedding.weight
+
+    # -- training -------------------------------------------------------------------------------
+    def training_states(self, interaction):
+        """``(hidden [M, D], labels [M])`` of the trained positions."""
+        target = interaction[self.POS_ITEM_ID]
+        if self.train_positions == "last":
+            return self.seq_output(interaction), target
+        hidden = self.forward(interaction)
+        items, _, types, length = self.sequence_inputs(interaction)
+        # label of position t is the next event if it is an item; the last input position's
+        # label is the example's target; positions followed by a query are not trained.
+        labels = torch.zeros_like(items)
+        labels[:, :-1] = torch.where(types[:, 1:] == EVENT_ITEM, items[:, 1:], 0)
+        last = length - 1
+        labels[torch.arange(len(items), device=items.device), last] = target
+        keep = labels > 0
+        return hidden[keep], labels[keep]
+
+    def calculate_loss(self, interaction):
+        if self.loss_type == "BPR":
+            seq_output = self.seq_output(interaction)
+            table = self.item_table()
+            pos_score = (seq_output * table[interaction[self.POS_ITEM_ID]]).sum(-1)
+            neg_score = (seq_output * table[interaction[self.NEG_ITEM_ID]]).sum(-1)
+            return self.loss_fct(pos_score, neg_score)
+        hidden, labels = self.training_states(interaction)
+        if self.softmax_samples:
+            return self.sampled_softmax_loss(hidden, labels)
+        return self.full_softmax_loss(hidden, labels)
+
+    def full_softmax_loss(self, hidden, labels):
+        logits = hidden @ self.item_table().t()
+        logits[:, 0] = float("-inf")  # padding item is never a candidate
+        return F.cross_entropy(logits, labels)
+
+    def sampled_softmax_loss(self, hidden, labels):
+        """Cross-entropy over the target and ``softmax_samples - 1`` negatives shared by the
+        batch (drawn with replacement from the proposal); sampled copies of a row's own target
+        are removed. With ``logq_correction`` every logit is reduced by log of its expected
+        sample count, which makes the estimate of the full softmax unbiased in the limit."""
+        table = self.item_table()
+        n_negatives = self.softmax_samples - 1
+        if n_negatives >= self.n_items - 1:  # every item is a candidate: the exact softmax
+            negatives = torch.arange(1, self.n_items, device=hidden.device)
+            log_q_neg = log_q_pos = None
+        else:
+            probabilities = self.sampling_weights / self.sampling_weights.sum()
+            negatives = torch.multinomial(probabilities, n_negatives, replacement=True)
+            if self.logq_correction:
+                log_expected = torch.log(probabilities * n_negatives).to(hidden.dtype)
+                log_q_neg, log_q_pos = log_expected[negatives], log_expected[labels]
+            else:
+                log_q_neg = log_q_pos = None
+        pos_logits = (hidden * table[labels]).sum(-1, keepdim=True)
+        neg_logits = hidden @ table[negatives].t()
+        if log_q_neg is not None:
+            pos_logits = pos_logits - log_q_pos.unsqueeze(-1)
+            neg_logits = neg_logits - log_q_neg.unsqueeze(0)
+        neg_logits = neg_logits.masked_fill(negatives.unsqueeze(0) == labels.unsqueeze(1),
+                                            float("-inf"))
+        logits = torch.cat([pos_logits, neg_logits], dim=1)
+        return F.cross_entropy(logits, torch.zeros_like(labels))
+
+    # -- evaluation -----------------------------------------------------------------------------
+    def predict(self, interaction):
+        seq_output = self.seq_output(interaction)
+        return (seq_output * self.item_table()[interaction[self.ITEM_ID]]).sum(-1)
+
+    def full_sort_predict(self, interaction):
+        return self.seq_output(interaction) @ self.item_table().t()

@@ -1,0 +1,602 @@
+"""QuerySeqRec: building blocks on hand-computed cases, the dataset plugin against SASRec's
+examples and a brute-force reference, leakage, augmentation statistics, sampled softmax,
+padding invariance, reproducibility, one-epoch runs of every switch."""
+
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from recbole_ext.data.dataloader.query_augmentation import (
+    QueryGraphAugmentation,
+    draw_uniform_excluding,
+)
+from recbole_ext.data.dataset.query_dataset import (
+    EVENT_CONTEXT_FIELD,
+    EVENT_ITEM_FIELD,
+    EVENT_LENGTH_FIELD,
+    EVENT_QUERY_FIELD,
+    EVENT_TYPE_FIELD,
+    ITEM_CONTEXT_FIELD,
+    TARGET_CONTEXT_FIELD,
+    build_query_item_graph,
+    encode_queries,
+    interleave_events,
+    top_alpha_links,
+)
+from tests.conftest import tiny_config_dict
+
+
+# --------------------------------------------------------------------------------------------
+# fixtures
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_data_path(tmp_path_factory):
+    """A small ``synthetic`` dataset (same generator and schema as the shipped one)."""
+    from recbole_ext.data.synthetic import SyntheticConfig, generate, write_atomic
+
+    root = tmp_path_factory.mktemp("query_data")
+    data = generate(SyntheticConfig(users=80, items=60, intents=4, seed=7))
+    # Dense ranks of the times keep their order and ties but are exact in RecBole's float32
+    # time tensors, so the brute-force reference below can read times from the examples.
+    _, ranks = np.unique(np.concatenate([data.inter["timestamp"], data.query["timestamp"]]),
+                         return_inverse=True)
+    data.inter["timestamp"] = ranks[: len(data.inter)].astype(float)
+    data.query["timestamp"] = ranks[len(data.inter):].astype(float)
+    write_atomic(data, str(root / "synthetic"))
+    return str(root)
+
+
+def make_config(model, data_path, **overrides):
+    from recbole_ext.config import Config
+
+    config_dict = tiny_config_dict(data_path=data_path, **overrides)
+    return Config(model=model, dataset="synthetic", config_dict=config_dict)
+
+
+@pytest.fixture(scope="module")
+def query_dataset(tiny_data_path):
+    from recbole_ext.data import create_dataset
+
+    config = make_config("QuerySeqRec", tiny_data_path, MAX_ITEM_LIST_LENGTH=50,
+                         MAX_EVENT_LIST_LENGTH=200)
+    dataset = create_dataset(config)
+    splits = dataset.build()
+    return config, dataset, splits
+
+
+def run_query_model(tiny_data_path, **overrides):
+    from recbole_ext.quick_start import run_single
+
+    config_dict = tiny_config_dict(data_path=tiny_data_path, **overrides)
+    return run_single("QuerySeqRec", "synthetic", config_dict=config_dict, saved=False,
+                      read_command_line=False)
+
+
+# --------------------------------------------------------------------------------------------
+# building blocks, hand-computed
+# --------------------------------------------------------------------------------------------
+
+
+def test_encode_queries_distinct_bags_truncated():
+    ids, words, tokens = encode_queries(["a b", "b a c d e f", "", "a b"], max_query_words=3)
+    assert list(tokens) == ["[PAD]", "a", "b", "c"]
+    assert ids.tolist() == [1, 2, 0, 1]  # same text, same id; no words -> 0
+    assert words.tolist() == [[0, 0, 0], [1, 2, 0], [2, 1, 3]]
+
+
+def test_interleave_hand_case():
+    # one user: clicks i5@2, i6@4, i7@6, i8@8; queries q1@1, q2@4 (same time as i6), q3@8
+    item_uid, item_time, item_id = [1, 1, 1, 1], np.array([2.0, 4, 6, 8]), [5, 6, 7, 8]
+    target_row = np.array([1, 2, 3])
+    window_start = np.array([0, 0, 1])  # the last example's window dropped i5 (length 2)
+    out = interleave_events(item_uid, item_time, item_id, window_start, target_row,
+                            np.array([1, 1, 1]), np.array([1.0, 4, 8]), np.array([1, 2, 3]),
+                            max_events=4)
+    # target i6@4: q2@4 is at the target time -> not input
+    # target i7@6: q1 i5 q2 i6 (a query precedes a click at the same time)
+    # target i8@8: i5 dropped with everything before it; q3@8 is at the target time
+    assert out["event_type"].tolist() == [[2, 1, 0, 0], [2, 1, 2, 1], [2, 1, 1, 0]]
+    assert out["event_item"].tolist() == [[0, 5, 0, 0], [0, 5, 0, 6], [0, 6, 7, 0]]
+    assert out["event_query"].tolist() == [[1, 0, 0, 0], [1, 0, 2, 0], [2, 0, 0, 0]]
+    assert out["event_context"].tolist() == [[1, 1, 0, 0], [1, 1, 2, 2], [2, 2, 2, 0]]
+    assert out["event_length"].tolist() == [2, 4, 3]
+    assert out["item_context"].tolist() == [[1, 0], [1, 2], [2, 2]]
+    assert out["target_context"].tolist() == [1, 2, 2]
+    # at most 3 events: the most recent ones are kept
+    short = interleave_events(item_uid, item_time, item_id, window_start, target_row,
+                              np.array([1, 1, 1]), np.array([1.0, 4, 8]), np.array([1, 2, 3]),
+                              max_events=3)
+    assert short["event_type"][1].tolist() == [1, 2, 1]
+    assert short["event_item"][1].tolist() == [5, 0, 6]
+
+
+def test_top_alpha_links_keeps_ceil_alpha_degree_by_count():
+    node = np.array([1, 1, 1, 2])
+    other = np.array([7, 8, 9, 7])
+    count = np.array([1, 5, 3, 2])
+    kept_node, kept_other = top_alpha_links(node, other, count, alpha=0.5, n_nodes=3)
+    # node 1: ceil(1.5) = 2 links, the two most frequent (8, then 9); node 2: ceil(0.5) = 1
+    assert list(zip(kept_node.tolist(), kept_other.tolist())) == [(1, 8), (1, 9), (2, 7)]
+
+
+def test_graph_csr_and_two_hop_similarity():
+    # clicks (item, latest query): (1,q1) x2, (2,q1), (3,q2), (1,q2); item 4 without a query
+    graph = build_query_item_graph(np.array([1, 1, 2, 3, 1, 4]), np.array([1, 1, 1, 2, 2, 0]),
+                                   n_items=5, n_queries=2, alpha=1.0)
+
+    def neighbours(name, node):
+        ptr, idx = graph[f"{name}_ptr"], graph[f"{name}_idx"]
+        return idx[ptr[node]:ptr[node + 1]].tolist()
+
+    assert neighbours("item2query", 1) == [1, 2]
+    assert neighbours("query2item", 1) == [1, 2]
+    assert neighbours("query2item", 2) == [1, 3]
+    assert neighbours("item2query", 4) == []
+    assert neighbours("item_sim", 1) == [2, 3]  # items sharing a query with item 1
+    assert neighbours("item_sim", 2) == [1]
+    assert neighbours("query_sim", 1) == [2]
+    assert graph["item_nodes"].tolist() == [1, 2, 3]
+    with pytest.raises(ValueError, match="graph_alpha"):
+        build_query_item_graph(np.array([1]), np.array([1]), 2, 1, alpha=0.0)
+
+
+# --------------------------------------------------------------------------------------------
+# dataset plugin
+# --------------------------------------------------------------------------------------------
+
+
+def test_targets_and_split_equal_sasrec(tiny_data_path, query_dataset):
+    from recbole_ext.data import create_dataset
+
+    _, dataset, splits = query_dataset
+    sasrec = create_dataset(make_config("SASRec", tiny_data_path, MAX_ITEM_LIST_LENGTH=50))
+    sasrec_splits = sasrec.build()
+    for ours, theirs in zip(splits, sasrec_splits):
+        for field in ("user_id", "item_id", "item_id_list", "item_length", "timestamp"):
+            assert torch.equal(ours.inter_feat[field], theirs.inter_feat[field]), field
+
+
+def test_events_match_bruteforce_reference_and_never_leak(tiny_data_path, query_dataset):
+    """Rebuild each example's heterogeneous input from the raw .query file by a plain loop:
+    items of the window plus the user's queries strictly before the target time, a query before
+    a click at the same time. Examples with a full window are skipped (truncation is covered by
+    the hand case)."""
+    config, dataset, _ = query_dataset
+    raw = pd.read_csv(os.path.join(tiny_data_path, "synthetic", "synthetic.query"), sep="\t",
+                      dtype=str)
+    raw.columns = [c.split(":")[0] for c in raw.columns]
+    raw["timestamp"] = raw["timestamp"].astype(float)
+    uid_map = dataset.field2token_id["user_id"]
+    raw["uid"] = raw["user_id"].map(uid_map)
+    by_user = {uid: group.sort_values("timestamp", kind="stable")
+               for uid, group in raw.groupby("uid")}
+    words = dataset.word_tokens
+
+    feat = dataset.inter_feat
+    # the item events are the example's input items (item_id_list), in order, for every example
+    is_item = feat[EVENT_TYPE_FIELD] == 1
+    assert torch.equal(is_item.sum(1), feat["item_length"])
+    for n in range(len(feat)):
+        assert torch.equal(feat[EVENT_ITEM_FIELD][n][is_item[n]],
+                           feat["item_id_list"][n][: int(feat["item_length"][n])])
+    assert (feat["item_length"] == 50).any()  # truncated windows are covered too
+    checked = 0
+    for n in range(0, len(feat), 3):
+        length = int(feat["item_length"][n])
+        if length >= 50:
+            continue
+        target_time = float(feat["timestamp"][n])
+        events = [(float(t), 1, ("item", int(i))) for t, i in
+                  zip(feat["timestamp_list"][n][:length].tolist(),
+                      feat["item_id_list"][n][:length].tolist())]
+        user_queries = by_user.get(int(feat["user_id"][n]))
+        if user_queries is not None:
+            for t, text in zip(user_queries["timestamp"], user_queries["query"]):
+                if t < target_time:
+                    events.append((t, 0, ("query", " ".join(text.split()[:5]))))
+        events.sort(key=lambda e: (e[0], e[1]))
+        expected = [e[2] for e in events]
+        got = []
+        for pos in range(int(feat[EVENT_LENGTH_FIELD][n])):
+            kind = int(feat[EVENT_TYPE_FIELD][n, pos])
+            if kind == 1:
+                got.append(("item", int(feat[EVENT_ITEM_FIELD][n, pos])))
+            else:
+                bag = dataset.query_words[feat[EVENT_QUERY_FIELD][n, pos]].tolist()
+                got.append(("query", " ".join(words[w] for w in bag if w)))
+        assert got == expected, n
+        assert int(feat[EVENT_TYPE_FIELD][n, len(got):].abs().sum()) == 0
+        checked += 1
+    assert checked > 200
+
+
+def test_graph_holds_training_links_only(query_dataset):
+    _, dataset, (train, valid, test) = query_dataset
+
+    def links(feats):
+        pairs = set()
+        for feat in feats:
+            for item, ctx in zip(feat["item_id"].tolist(), feat[TARGET_CONTEXT_FIELD].tolist()):
+                if ctx:
+                    pairs.add((item, ctx))
+            first = feat["item_length"] == 1
+            for item, ctx in zip(feat["item_id_list"][first, 0].tolist(),
+                                 feat[ITEM_CONTEXT_FIELD][first, 0].tolist()):
+                if ctx:
+                    pairs.add((item, ctx))
+        return pairs
+
+    graph = dataset.query_item_graph
+    ptr, idx = graph["item2query_ptr"], graph["item2query_idx"]
+    in_graph = {(item, int(q)) for item in range(len(ptr) - 1)
+                for q in idx[ptr[item]:ptr[item + 1]]}
+    train_links = links([train.inter_feat])
+    assert in_graph == train_links
+    all_links = links([train.inter_feat, valid.inter_feat, test.inter_feat])
+    assert all_links - train_links  # evaluation targets would add links: they are not there
+    # the copies handed to the model share the same graph
+    assert train.query_item_graph is graph and test.query_item_graph is graph
+
+
+def test_missing_query_file_is_one_clear_error(tmp_path, tiny_data_path):
+    import shutil
+
+    from recbole_ext.data import create_dataset
+
+    folder = tmp_path / "data" / "synthetic"
+    shutil.copytree(os.path.join(tiny_data_path, "synthetic"), folder)
+    os.remove(folder / "synthetic.query")
+    with pytest.raises(ValueError, match=r"needs the query file .*synthetic\.query"):
+        create_dataset(make_config("QuerySeqRec", str(tmp_path / "data")))
+
+
+# --------------------------------------------------------------------------------------------
+# augmentation
+# --------------------------------------------------------------------------------------------
+
+
+class _FakeDataset:
+    pass
+
+
+def _augmenter(graph, phase="train", **config):
+    values = {"augmentation": "graph", "replacement_form": "rho", "beta_item": 0.25,
+              "beta_query": 0.25, "rho": 1.5, "graph_mix": 0.2, "use_queries": True,
+              "query_fusion": "heterogeneous"}
+    values.update(config)
+    dataset = _FakeDataset()
+    dataset.query_item_graph = graph
+    return QueryGraphAugmentation(values, dataset, phase)
+
+
+def _toy_graph():
+    # items 1..20, queries 1..6; item 1 shares query 1 with items 2, 3 only
+    items = [1, 2, 3] + list(range(4, 21))
+    queries = [1, 1, 1] + [2 + (i % 5) for i in range(4, 21)]
+    return build_query_item_graph(np.array(items), np.array(queries), n_items=21, n_queries=6,
+                                  alpha=1.0)
+
+
+def _toy_batch(batch=4000, length=10):
+    from recbole.data.interaction import Interaction
+
+    torch.manual_seed(0)
+    types = torch.where(torch.arange(length) % 3 == 0, 2, 1).repeat(batch, 1)
+    types[:, 8:] = 0
+    items = torch.where(types == 1, torch.randint(1, 21, (batch, length)), 0)
+    queries = torch.where(types == 2, torch.randint(1, 7, (batch, length)), 0)
+    return Interaction({
+        EVENT_ITEM_FIELD: items, EVENT_QUERY_FIELD: queries, EVENT_TYPE_FIELD: types,
+        EVENT_CONTEXT_FIELD: torch.where(types == 2, queries, 1),
+        EVENT_LENGTH_FIELD: torch.full((batch,), 8), "item_id": torch.randint(1, 21, (batch,)),
+    })
+
+
+@pytest.mark.parametrize("setting", [{}, {"augmentation": "uniform"},
+                                     {"replacement_form": "mixture"}])
+def test_augmentation_rates_match_beta_and_labels_untouched(setting):
+    batch = _toy_batch()
+    before = {k: batch[k].clone() for k in batch.interaction}
+    torch.manual_seed(1)
+    out = _augmenter(_toy_graph(), beta_item=0.3, beta_query=0.1, **setting)(None, batch)
+    assert out[EVENT_TYPE_FIELD].size(1) == 8  # trailing all-padding columns are trimmed
+    before = {k: v[:, :8] if k in (EVENT_ITEM_FIELD, EVENT_QUERY_FIELD, EVENT_TYPE_FIELD,
+                                   EVENT_CONTEXT_FIELD) else v for k, v in before.items()}
+    assert torch.equal(out["item_id"], before["item_id"])
+    assert torch.equal(out[EVENT_TYPE_FIELD], before[EVENT_TYPE_FIELD])
+    items, queries = before[EVENT_TYPE_FIELD] == 1, before[EVENT_TYPE_FIELD] == 2
+    item_rate = (out[EVENT_ITEM_FIELD] != before[EVENT_ITEM_FIELD])[items].float().mean()
+    query_rate = (out[EVENT_QUERY_FIELD] != before[EVENT_QUERY_FIELD])[queries].float().mean()
+    tolerance = 0.02
+    if setting.get("replacement_form") == "mixture":
+        # a pool draw may return the node itself (as in the authors' code): rate <= beta
+        assert 0.3 * 0.8 - tolerance < item_rate < 0.3 + tolerance
+    else:
+        assert abs(item_rate - 0.3) < tolerance
+        assert abs(query_rate - 0.1) < tolerance
+    assert (out[EVENT_ITEM_FIELD][~items] == 0).all() and (out[EVENT_QUERY_FIELD][~queries]
+                                                             == 0).all()
+
+
+def test_augmentation_is_identity_outside_training_and_without_queries():
+    before = _toy_batch(batch=50)[EVENT_ITEM_FIELD]
+    for augmenter, width in ((_augmenter(_toy_graph(), phase="valid"), 10),
+                             (_augmenter(_toy_graph(), augmentation="none"), 8),
+                             (_augmenter(_toy_graph(), use_queries=False), 10),
+                             (_augmenter(_toy_graph(), query_fusion="early"), 10)):
+        out = augmenter(None, _toy_batch(batch=50))[EVENT_ITEM_FIELD]
+        assert torch.equal(out, before[:, :width])
+
+
+def _replacement_counts(graph, current, **config):
+    augmenter = _augmenter(graph, **config)
+    torch.manual_seed(3)
+    draws = augmenter._replace(
+        torch.full((200000,), current), torch.full((200000,), 1), graph["item_nodes"],
+        graph["item_sim_ptr"], graph["item_sim_idx"], graph["query2item_ptr"],
+        graph["query2item_idx"])
+    return torch.bincount(draws, minlength=21).double()
+
+
+def test_rho_makes_similar_items_rho_times_as_likely():
+    graph = _toy_graph()
+    counts = _replacement_counts(graph, 1, rho=2.0)
+    assert counts[1] == 0 and counts[0] == 0  # never itself, never padding
+    similar = counts[[2, 3]].mean()
+    dissimilar = counts[4:].mean()
+    assert abs(similar / dissimilar - 2.0) < 0.1
+    # with rho = 1 the graph form is uniform
+    uniform = _replacement_counts(graph, 1, rho=1.0)
+    assert abs(uniform[[2, 3]].mean() / uniform[4:].mean() - 1.0) < 0.08
+
+
+def test_uniform_replacement_draws_every_other_node_equally():
+    counts = _replacement_counts(_toy_graph(), 1, augmentation="uniform")[2:]
+    expected = counts.sum() / len(counts)
+    chi_square = float(((counts - expected) ** 2 / expected).sum())
+    assert chi_square < 45.0  # 18 degrees of freedom: p < 1e-3 threshold is ~42.3 .. 45
+
+
+def test_mixture_form_draws_pool_with_weight_g():
+    # item 5's context query 1 has pool {1, 2, 3}; g = 0.5
+    graph = _toy_graph()
+    counts = _replacement_counts(graph, 5, replacement_form="mixture", graph_mix=0.5)
+    pool_share = counts[[1, 2, 3]].sum() / counts.sum()
+    expected = 0.5 + 0.5 * 3 / 19  # pool, or a uniform draw among the 19 other graph items
+    assert abs(pool_share - expected) < 0.01
+
+
+def test_draw_uniform_excluding_never_returns_current():
+    universe = torch.tensor([2, 4, 6, 8])
+    current = torch.tensor([2, 4, 6, 8, 5] * 100)
+    draws = draw_uniform_excluding(universe, current, torch.rand(500))
+    assert (draws != current).all()
+    assert set(draws.tolist()) <= set(universe.tolist())
+
+
+# --------------------------------------------------------------------------------------------
+# model
+# --------------------------------------------------------------------------------------------
+
+
+def _model(query_dataset, **overrides):
+    from recbole_ext.config import Config
+    from recbole_ext.model.sequential_recommender.queryseqrec import QuerySeqRec
+
+    config, dataset, (train, _, _) = query_dataset
+    values = dict(config.final_config_dict)
+    values.update(overrides)
+    torch.manual_seed(0)
+    model = QuerySeqRec(_DictConfig(values), train)
+    return model, train
+
+
+class _DictConfig(dict):
+    def __getitem__(self, key):
+        return self.get(key)
+
+
+def _batch(train, size=64):
+    return train.inter_feat[torch.arange(size)]
+
+
+def test_sampled_softmax_with_all_items_equals_full_softmax(query_dataset):
+    model, train = _model(query_dataset, softmax_samples=100000)
+    batch = _batch(train)
+    hidden, labels = model.training_states(batch)
+    full = model.full_softmax_loss(hidden, labels)
+    sampled = model.sampled_softmax_loss(hidden, labels)
+    assert torch.allclose(full, sampled, atol=1e-6)
+    # a real sample gives a different (smaller-candidate) loss, finite, with either proposal
+    for sampler, logq in (("uniform", False), ("popularity", True)):
+        small, _ = _model(query_dataset, softmax_samples=8, softmax_sampler=sampler,
+                          logq_correction=logq)
+        loss = small.sampled_softmax_loss(hidden, labels)
+        assert torch.isfinite(loss) and not torch.allclose(loss, full)
+
+
+SWITCH_MODELS = [
+    {}, {"use_queries": False}, {"query_fusion": "early"}, {"query_fusion": "late"},
+    {"query_fusion": "nova"}, {"backbone": "gru"}, {"backbone": "fpmc"},
+]
+
+
+@pytest.mark.parametrize("switch", SWITCH_MODELS, ids=lambda s: "-".join(map(str, s.values()))
+                         or "default")
+def test_padding_never_changes_outputs(query_dataset, switch):
+    model, train = _model(query_dataset, **switch)
+    model.eval()
+    batch = _batch(train)
+    with torch.no_grad():
+        reference = model.full_sort_predict(batch)
+        noisy = _batch(train)
+        pad = noisy[EVENT_TYPE_FIELD] == 0
+        noisy[EVENT_ITEM_FIELD] = torch.where(pad, torch.randint_like(pad, 1, 20, dtype=torch.long),
+                                              noisy[EVENT_ITEM_FIELD])
+        item_pad = noisy["item_id_list"] == 0
+        noisy["item_id_list"] = torch.where(item_pad, 7, noisy["item_id_list"])
+        noisy[ITEM_CONTEXT_FIELD] = torch.where(item_pad, 1, noisy[ITEM_CONTEXT_FIELD])
+        assert torch.allclose(model.full_sort_predict(noisy), reference, atol=1e-5)
+
+
+def test_without_queries_reads_item_list_only(query_dataset):
+    model, train = _model(query_dataset, use_queries=False)
+    model.eval()
+    batch = _batch(train)
+    with torch.no_grad():
+        reference = model.full_sort_predict(batch)
+        for field in (EVENT_ITEM_FIELD, EVENT_QUERY_FIELD, EVENT_TYPE_FIELD):
+            batch[field] = torch.zeros_like(batch[field])
+        assert torch.equal(model.full_sort_predict(batch), reference)
+    assert not hasattr(model, "word_embedding") and not hasattr(model, "type_embedding")
+
+
+def test_all_positions_labels_are_next_items(query_dataset):
+    model, train = _model(query_dataset, train_positions="all")
+    batch = _batch(train, 32)
+    _, labels = model.training_states(batch)
+    expected = []
+    for n in range(32):
+        types = batch[EVENT_TYPE_FIELD][n].tolist()
+        items = batch[EVENT_ITEM_FIELD][n].tolist()
+        length = int(batch[EVENT_LENGTH_FIELD][n])
+        for t in range(length - 1):
+            if types[t + 1] == 1:
+                expected.append(items[t + 1])
+        expected.append(int(batch["item_id"][n]))
+    assert labels.tolist() == expected
+
+
+@pytest.mark.parametrize("bad", [{"query_fusion": "bogus"}, {"backbone": "lstm"},
+                                 {"softmax_samples": 1}, {"train_positions": "every"},
+                                 {"query_fusion": "late", "backbone": "gru"}])
+def test_bad_config_values_name_the_key(query_dataset, bad):
+    with pytest.raises(ValueError, match=next(iter(bad))):
+        _model(query_dataset, **bad)
+
+
+def test_bad_augmentation_values_name_the_key():
+    for key, value in (("augmentation", "mixup"), ("rho", 0.5), ("beta_item", 1.5),
+                       ("replacement_form", "x")):
+        with pytest.raises(ValueError, match=key):
+            _augmenter(_toy_graph(), **{key: value})
+
+
+# --------------------------------------------------------------------------------------------
+# end-to-end runs
+# --------------------------------------------------------------------------------------------
+
+RUN_SWITCHES = [
+    {},
+    {"augmentation": "none"},
+    {"augmentation": "uniform"},
+    {"replacement_form": "mixture", "graph_alpha": 0.5},
+    {"use_queries": False},
+    {"query_fusion": "early", "augmentation": "none"},
+    {"query_fusion": "late", "augmentation": "none"},
+    {"query_fusion": "nova", "augmentation": "none"},
+    {"backbone": "gru"},
+    {"backbone": "fpmc"},
+    {"train_positions": "all"},
+    {"softmax_samples": 20, "softmax_sampler": "popularity", "logq_correction": True},
+    {"loss_type": "BPR", "train_neg_sample_args": {"distribution": "uniform",
+                                                   "sample_num": 1}},
+    {"eval_args": {"split": {"LS": "valid_and_test"}, "order": "TO",
+                   "mode": "uni100", "group_by": "user"}},
+]
+
+
+@pytest.mark.parametrize("switch", RUN_SWITCHES, ids=lambda s: "-".join(
+    str(v) for v in s.values() if not isinstance(v, dict)) or next(iter(s), "default"))
+def test_one_epoch_runs_for_every_switch(tiny_data_path, switch):
+    overrides = {"train_neg_sample_args": None}
+    overrides.update(switch)
+    record = run_query_model(tiny_data_path, **overrides)
+    assert 0.0 <= record["test_result"]["ndcg@10"] <= 1.0
+    assert record["epochs_trained"] == 1
+
+
+def test_same_seed_same_metrics(tiny_data_path):
+    first = run_query_model(tiny_data_path, train_neg_sample_args=None)
+    second = run_query_model(tiny_data_path, train_neg_sample_args=None)
+    assert first["test_result"] == second["test_result"]
+    assert first["best_valid_result"] == second["best_valid_result"]
+
+
+def test_without_queries_is_sasrec_given_the_same_weights(query_dataset):
+    """``use_queries: False`` is SASRec: with SASRec's weights loaded (the parameter names are
+    the same), the scores are SASRec's."""
+    from recbole.model.sequential_recommender import SASRec
+
+    config, _, (train, _, _) = query_dataset
+    model, _ = _model(query_dataset, use_queries=False)
+    torch.manual_seed(1)
+    sasrec = SASRec(_DictConfig(dict(config.final_config_dict)), train)
+    model.load_state_dict(sasrec.state_dict())
+    model.eval(), sasrec.eval()
+    batch = _batch(train)
+    with torch.no_grad():
+        assert torch.allclose(model.full_sort_predict(batch), sasrec.full_sort_predict(batch),
+                              atol=1e-6)
+        assert torch.allclose(model.predict(batch), sasrec.predict(batch), atol=1e-6)
+
+
+def _write_raw_diginetica(folder, sessions=120, items=30, seed=0):
+    """Raw DIGINETICA-format files (``;``-separated, the CIKM Cup headers): each session starts
+    with a search whose first token names a group of items, then views items of that group."""
+    rng = np.random.default_rng(seed)
+    views, queries = [], []
+    for session in range(1, sessions + 1):
+        group = int(rng.integers(0, 5))
+        queries.append(f"{session};{session};NA;0;100;2016-05-09;{900 + group},{950 + session % 7};"
+                       f"0;;FALSE")
+        for step in range(int(rng.integers(3, 7))):
+            item = 100 + group * (items // 5) + int(rng.integers(0, items // 5))
+            views.append(f"{session};NA;{item};{1000 * (step + 1)};2016-05-09")
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, "train-item-views.csv"), "w") as f:
+        f.write("sessionId;userId;itemId;timeframe;eventdate\n" + "\n".join(views) + "\n")
+    with open(os.path.join(folder, "train-queries.csv"), "w") as f:
+        f.write("queryId;sessionId;userId;timeframe;duration;eventdate;searchstring.tokens;"
+                "categoryId;items;is.test\n" + "\n".join(queries) + "\n")
+
+
+@pytest.mark.parametrize("switch", [{}, {"query_fusion": "nova", "augmentation": "none"},
+                                    {"backbone": "fpmc", "train_positions": "all"}],
+                         ids=["default", "nova", "fpmc-all"])
+def test_one_epoch_on_converted_diginetica_fixture(tmp_path, switch):
+    """The converter's output (sessions are the users: ``session_id``) runs end to end."""
+    from recbole_ext.data.convert.__main__ import main as convert_main
+    from recbole_ext.quick_start import run_single
+
+    _write_raw_diginetica(str(tmp_path / "raw"))
+    assert convert_main(["diginetica", "--input", str(tmp_path / "raw"), "--output",
+                         str(tmp_path / "atomic" / "diginetica"), "--min-item-count", "1"]) == 0
+    overrides = {"data_path": str(tmp_path / "atomic"), "USER_ID_FIELD": "session_id",
+                 "TIME_FIELD": "timestamp", "load_col": {"inter": ["session_id", "item_id",
+                                                                    "timestamp"]},
+                 "OPERATION_FIELD": None, "SESSION_FIELD": None, "train_neg_sample_args": None}
+    overrides.update(switch)
+    record = run_single("QuerySeqRec", "diginetica", config_dict=tiny_config_dict(**overrides),
+                        saved=False, read_command_line=False)
+    assert 0.0 <= record["test_result"]["ndcg@10"] <= 1.0
+
+
+def test_transform_trims_event_padding_without_changing_scores(query_dataset):
+    config, dataset, (train, _, _) = query_dataset
+    model, _ = _model(query_dataset)
+    model.eval()
+    batch = _batch(train, 16)
+    width = int(batch[EVENT_LENGTH_FIELD].max())
+    assert batch[EVENT_TYPE_FIELD].size(1) > width
+    with torch.no_grad():
+        reference = model.full_sort_predict(batch)
+        trimmed = _augmenter(dataset.query_item_graph, augmentation="none")(None,
+                                                                           _batch(train, 16))
+        assert trimmed[EVENT_TYPE_FIELD].size(1) == width
+        assert torch.allclose(model.full_sort_predict(trimmed), reference, atol=1e-5)
