@@ -47,7 +47,7 @@ setup(
         # only the shipped sample; converted datasets also land in dataset_atomic/ but stay local
         "recbole_ext._dataset_atomic": ["synthetic/" + f for f in data_files_under("dataset_atomic/synthetic")],
     },
-    py_modules=["run_recbole_ext"],
+    py_modules=["run_recbole_ext", "run_hyper_ext"],
     install_requires=[
         "recbole==1.2.1",
         "torch>=2.1,<2.14",
@@ -62,5 +62,7 @@ setup(
         "hyperopt": ["hyperopt==0.2.5"],
         "test": ["pytest>=8", "hyperopt==0.2.5"],
     },
-    entry_points={"console_scripts": ["recbole-ext=run_recbole_ext:main"]},
+    entry_points={
+        "console_scripts": ["recbole-ext=run_recbole_ext:main", "recbole-ext-hyper=run_hyper_ext:main"]
+    },
 )

@@ -85,6 +85,9 @@ def run_single(
     logger.info(set_color("test result", "yellow") + f": {test_result}")
 
     record = make_record(config, model, trainer, best_valid_score, best_valid_result, test_result, saved)
+    from recbole_ext.compare import targets_digest  # lets comparisons prove they share targets
+
+    record["targets_digest"] = targets_digest(valid_data, test_data)
     if result_file and config["local_rank"] == 0:
         write_json_atomically(result_file, record)
     if not config["single_spec"]:
@@ -180,7 +183,7 @@ def objective_function(config_dict=None, config_file_list=None, saved=True):
     trainer = registry.get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
     best_valid_score, best_valid_result = trainer.fit(train_data, valid_data, verbose=False, saved=saved)
     test_result = trainer.evaluate(test_data, load_best_model=saved)
-    _report_to_ray_tune(test_result)
+    _report_to_ray_tune(best_valid_score, test_result)
     return {
         "model": config["model"],
         "best_valid_score": best_valid_score,
@@ -190,17 +193,22 @@ def objective_function(config_dict=None, config_file_list=None, saved=True):
     }
 
 
-def _report_to_ray_tune(result):
+def _report_to_ray_tune(best_valid_score, test_result):
     """Report to Ray Tune only inside a Ray trial (RecBole always calls ``tune.report``, which
     warns 'Session not detected' under Hyperopt)."""
     if "ray" not in sys.modules:
         return
+    import warnings
+
     from ray.air import session
 
-    if session.get_trial_name() is not None:
+    with warnings.catch_warnings():  # ray warns when asked outside a trial: that is the question
+        warnings.simplefilter("ignore")
+        inside_trial = session.get_trial_name() is not None
+    if inside_trial:
         from ray import tune
 
-        tune.report(**result)
+        tune.report(best_valid_score=float(best_valid_score), **test_result)
 
 
 def load_data_and_model(model_file, trust_pickle=False):

@@ -1,0 +1,283 @@
+"""Side-by-side comparison (recbole_ext.compare): fairness, table files, resume."""
+
+import csv
+import json
+import os
+
+import numpy as np
+import pytest
+from conftest import tiny_config_dict
+
+from recbole_ext import compare
+
+
+def _tiny_args(**overrides):
+    config = tiny_config_dict(**overrides)
+    config.pop("use_gpu")
+    return [f"--{key}={value}" for key, value in config.items()] + ["--use_gpu=False"]
+
+
+# ---------------------------------------------------------------------------------------------
+# building blocks, hand-computed
+
+
+class _FakeEvalDataset:
+    uid_field, iid_field = "user_id", "item_id"
+
+    def __init__(self, users, items):
+        import torch
+
+        self.inter_feat = {"user_id": torch.tensor(users), "item_id": torch.tensor(items)}
+
+    def id2token(self, field, ids):
+        return np.array([f"{field[0]}{i}" for i in ids])
+
+
+class _FakeLoader:
+    def __init__(self, users, items):
+        self._dataset = _FakeEvalDataset(users, items)
+
+
+def test_targets_digest_ignores_row_order_and_sees_one_changed_target():
+    digest = compare._split_targets_digest(_FakeLoader([1, 2, 3], [5, 6, 7]))
+    assert digest == compare._split_targets_digest(_FakeLoader([3, 1, 2], [7, 5, 6]))
+    assert digest.startswith("3:")
+    assert digest != compare._split_targets_digest(_FakeLoader([1, 2, 3], [5, 6, 8]))
+    assert digest != compare._split_targets_digest(_FakeLoader([1, 2, 3], [6, 5, 7]))  # pairs, not sets
+
+
+def test_targets_agree_is_checked_per_seed():
+    a = {"seed": 1, "targets_digest": {"test": "x"}}
+    b = {"seed": 2, "targets_digest": {"test": "y"}}  # another seed may shuffle a random split
+    assert compare.targets_agree({"SASRec": [a, b], "HUGT": [dict(a), dict(b)]})
+    assert not compare.targets_agree({"SASRec": [a, b], "HUGT": [dict(a), dict(b, targets_digest={"test": "z"})]})
+
+
+def _record(model, seed, ndcg, seconds, params=100):
+    return {
+        "model": model,
+        "seed": seed,
+        "num_parameters": params,
+        "seconds_per_epoch": seconds,
+        "best_valid_result": {"ndcg@10": ndcg / 2},
+        "test_result": {"ndcg@10": ndcg},
+    }
+
+
+def test_summary_means_stds_and_relative_change():
+    records = {
+        "SASRec": [_record("SASRec", 1, 0.10, 2.0), _record("SASRec", 2, 0.20, 4.0)],
+        "HUGT": [_record("HUGT", 1, 0.30, 1.0), _record("HUGT", 2, 0.30, 1.0)],
+    }
+    metric_names, rows = compare.summarise(records, baseline="SASRec")
+    assert metric_names == ["ndcg@10"]
+    sasrec, hugt = rows
+    assert sasrec["test ndcg@10"][0] == pytest.approx(0.15)
+    assert sasrec["test ndcg@10"][1] == pytest.approx(np.std([0.1, 0.2], ddof=1))
+    assert sasrec["valid ndcg@10"][0] == pytest.approx(0.075)
+    assert sasrec["s/epoch"][0] == pytest.approx(3.0)
+    assert hugt["test ndcg@10 vs SASRec"][0] == pytest.approx(100.0)  # 0.30 against 0.15
+    assert sasrec["test ndcg@10 vs SASRec"][0] == pytest.approx(0.0)
+    columns = compare.table_columns(metric_names, "SASRec")
+    markdown = compare.render_markdown(columns, rows, ["dataset: x"])
+    assert "| HUGT | 2 | **0.1500 ± 0.0000** | **0.3000 ± 0.0000** | +100.00% | 1.00 ± 0.00 | 100 |" in markdown
+    assert "0.1500 ± 0.0707" in markdown
+
+
+def test_models_that_disagree_on_the_split_are_refused():
+    base = {key: 1 for key in compare.SHARED_SETTING_KEYS}
+    changed = dict(base, eval_args={"split": {"RS": [0.8, 0.1, 0.1]}})
+    with pytest.raises(ValueError, match="disagree on 'eval_args'"):
+        compare.check_shared_setting({"SASRec": base, "NewModel": changed})
+    compare.check_shared_setting({"SASRec": base, "Other": dict(base)})
+
+
+def test_per_model_keys_that_differ_are_listed():
+    configs = {"SASRec": {"MAX_ITEM_LIST_LENGTH": 50, "epochs": 3}, "HUGT": {"MAX_ITEM_LIST_LENGTH": 200, "epochs": 3}}
+    configs = {m: dict({k: 1 for k in compare.PER_MODEL_KEYS}, **c) for m, c in configs.items()}
+    differences = compare.per_model_differences(configs)
+    assert differences == {"MAX_ITEM_LIST_LENGTH": {"SASRec": 50, "HUGT": 200}}
+    setting = {
+        "dataset": "d",
+        "split": {},
+        "order": "TO",
+        "group_by": "user",
+        "eval_mode": "full",
+        "metrics": ["NDCG@10"],
+        "valid_metric": "NDCG@10",
+        "seeds": [1],
+        "overrides": {},
+        "config_files": [],
+        "per_model": differences,
+    }
+    lines = compare.setting_lines(setting, "SASRec", "identical")
+    assert lines[-1] == "differs by model: MAX_ITEM_LIST_LENGTH (SASRec 50, HUGT 200)"
+
+
+def test_user_errors_are_one_clear_value_error():
+    with pytest.raises(ValueError, match="unknown model 'NoSuchModel'"):
+        compare.main(["--model=SASRec,NoSuchModel"])
+    with pytest.raises(ValueError, match="--baseline=GRU4Rec"):
+        compare.main(["--model=SASRec,HUGT", "--baseline=GRU4Rec"])
+    with pytest.raises(ValueError, match="--key=value"):
+        compare.main(["--model=SASRec,HUGT", "--epochs", "3"])
+    with pytest.raises(ValueError, match="--metric=auc is not computed"):
+        compare.main(["--model=SASRec,HUGT", "--metric=AUC"])
+
+
+# ---------------------------------------------------------------------------------------------
+# one real comparison: fairness, files, resume
+
+
+def test_two_model_comparison_is_fair_writes_tables_and_resumes(tmp_path, capsys):
+    from run_recbole_ext import main as cli_main
+
+    output_dir = str(tmp_path / "cmp")
+    argv = [
+        "--model=SASRec,HUGT",
+        "--dataset=synthetic",
+        f"--output_dir={output_dir}",
+        "--metric=NDCG@10",
+        f"--result_file={tmp_path / 'summary.json'}",
+    ]
+    argv += _tiny_args(metrics="['NDCG','Hit']", topk=10, valid_metric="NDCG@10")
+    assert cli_main(argv) == 0  # the CLI hands a comma-separated --model to compare.main
+
+    runs = {m: json.load(open(os.path.join(output_dir, "runs", f"{m}-seed2020.json"))) for m in ("SASRec", "HUGT")}
+    # identical split and targets: the digests of (user, target item) agree, and are real digests
+    assert runs["SASRec"]["targets_digest"] == runs["HUGT"]["targets_digest"]
+    assert int(runs["SASRec"]["targets_digest"]["test"].split(":")[0]) > 0
+    # one shared evaluation setting in both runs' final configs
+    for key in ("eval_args", "metrics", "topk", "valid_metric", "seed", "MAX_ITEM_LIST_LENGTH", "epochs"):
+        assert runs["SASRec"]["config"][key] == runs["HUGT"]["config"][key], key
+    # a fresh build of the default split gives the recorded digest; another split does not
+    assert (
+        compare.targets_digest_of_config(compare.make_config("SASRec", "synthetic", None, {}))
+        == runs["HUGT"]["targets_digest"]
+    )
+    ratio_split = {"split": {"RS": [0.8, 0.1, 0.1]}, "order": "TO", "group_by": "user", "mode": "full"}
+    other = compare.targets_digest_of_config(
+        compare.make_config("SASRec", "synthetic", None, {"eval_args": ratio_split})
+    )
+    assert other["test"] != runs["HUGT"]["targets_digest"]["test"]
+
+    with open(os.path.join(output_dir, "comparison.csv"), newline="") as f:
+        table = list(csv.DictReader(f))
+    assert [row["model"] for row in table] == ["SASRec", "HUGT"]
+    assert list(table[0]) == [
+        "model",
+        "runs",
+        "valid ndcg@10",
+        "valid hit@10",
+        "test ndcg@10",
+        "test hit@10",
+        "test ndcg@10 vs SASRec",
+        "test hit@10 vs SASRec",
+        "s/epoch",
+        "parameters",
+    ]
+    assert float(table[1]["test ndcg@10"]) == pytest.approx(runs["HUGT"]["test_result"]["ndcg@10"])
+    assert int(table[1]["parameters"]) == runs["HUGT"]["num_parameters"]
+    summary = json.load(open(tmp_path / "summary.json"))
+    assert [row["model"] for row in summary["rows"]] == ["SASRec", "HUGT"] and summary["baseline"] == "SASRec"
+    markdown = open(os.path.join(output_dir, "comparison.md")).read()
+    assert "dataset: synthetic" in markdown and "evaluation targets: identical" in markdown
+    assert "seeds: 2020" in markdown and "evaluation mode:" in markdown
+    assert "\\begin{tabular}" in open(os.path.join(output_dir, "comparison.tex")).read()
+    with open(os.path.join(output_dir, "comparison_ndcg_10.png"), "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+    # resume: the finished runs are skipped, their records untouched
+    record_file = os.path.join(output_dir, "runs", "HUGT-seed2020.json")
+    before = os.stat(record_file).st_mtime_ns
+    capsys.readouterr()
+    assert cli_main(argv) == 0
+    out = capsys.readouterr().out
+    assert "skipped SASRec seed 2020" in out and "skipped HUGT seed 2020" in out
+    assert "training" not in out
+    assert os.stat(record_file).st_mtime_ns == before
+
+    # a different shared setting never reuses (or overwrites) those records
+    with pytest.raises(compare.ResumeConflictError):
+        compare.main(argv + ["--learning_rate=0.01"])
+    assert os.stat(record_file).st_mtime_ns == before
+
+
+# ---------------------------------------------------------------------------------------------
+# benchmarks/run_benchmarks.py: the machinery, on the smallest run
+
+
+def _load_benchmark_script():
+    import importlib.util
+
+    from conftest import REPO_ROOT
+
+    path = os.path.join(REPO_ROOT, "benchmarks", "run_benchmarks.py")
+    spec = importlib.util.spec_from_file_location("run_benchmarks", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_benchmark_script_writes_its_report(tmp_path):
+    import subprocess
+    import sys
+
+    bench = _load_benchmark_script()
+    output = tmp_path / "RESULTS.md"
+    command = [
+        sys.executable,
+        bench.__file__,
+        "--quick",
+        "--models",
+        "SASRec",
+        "--datasets",
+        "synthetic",
+        "--batch-size",
+        "4096",
+        "--hidden-size",
+        "8",
+        "--output",
+        str(output),
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = output.read_text()
+    assert "--quick --models SASRec --datasets synthetic --batch-size 4096" in report  # the exact command
+    assert "torch 2." in report and "recbole 1.2.1" in report and "cores" in report and "load average" in report
+    (ok,) = json.loads((tmp_path / "RESULTS.json").read_text())["results"]
+    assert ok["status"] == "ok" and ok["model"] == "SASRec" and ok["dataset"] == "synthetic"
+    assert ok["seconds_per_epoch"] > 0 and ok["train_examples"] > 0 and ok["peak_rss_mib"] > 0
+    assert ok["examples_per_second"] == pytest.approx(ok["train_examples"] / ok["seconds_per_epoch"])
+    assert 0 <= ok["test_ndcg@10"] <= ok["test_hit@10"] <= 1
+    row = next(line for line in report.splitlines() if line.startswith("| SASRec | RecBole |"))
+    assert f"{ok['test_ndcg@10']:.4f}" in row and row.endswith("| ok |")
+
+
+def test_a_failing_benchmark_run_becomes_a_table_row(tmp_path, monkeypatch):
+    import sys
+
+    bench = _load_benchmark_script()
+    crashing = tmp_path / "crashing-python"
+    crashing.write_text("#!/bin/sh\necho 'Traceback ...' >&2\necho 'ValueError: no dataset files' >&2\nexit 3\n")
+    crashing.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(crashing))
+    failed = bench.run_in_subprocess("SASRec", "ml-100k", {"epochs": 1}, timeout=60)
+    assert failed == {"model": "SASRec", "dataset": "ml-100k", "status": "failed: ValueError: no dataset files"}
+    ok = {
+        "model": "HUGT",
+        "dataset": "ml-100k",
+        "status": "ok",
+        "seconds_per_epoch": 2.0,
+        "examples_per_second": 500.0,
+        "peak_rss_mib": 480.0,
+        "rss_after_imports_mib": 340.0,
+        "test_ndcg@10": 0.1234,
+        "test_hit@10": 0.25,
+        "num_parameters": 1234,
+    }
+    args = bench.build_parser().parse_args(["--quick"])
+    started = bench.datetime.datetime(2026, 1, 1, 12, 0)
+    report = bench.render_report([failed, ok], args, bench.shared_config(args), "python x", started, started, {"HUGT"})
+    assert "| SASRec | RecBole | - | - | - | - | - | - | - | failed: ValueError: no dataset files |" in report
+    assert "| HUGT | extension | 2.00 | 500 | 480 | 340 | 0.1234 | 0.2500 | 1,234 | ok |" in report
