@@ -7,6 +7,7 @@ import torch
 from conftest import run_tiny
 from recbole_ext.compat import load_checkpoint
 from recbole_ext.quick_start import load_data_and_model
+from recbole_ext.registry import EXTENSION_MODELS
 
 
 def full_sort_scores(model, test_data):
@@ -16,14 +17,17 @@ def full_sort_scores(model, test_data):
         return model.full_sort_predict(interaction.to(model.device))
 
 
-def test_stock_model_checkpoint_roundtrip(tmp_path):
-    record = run_tiny("SASRec", "synthetic", saved=True, checkpoint_dir=str(tmp_path / "saved"))
+@pytest.mark.parametrize("model_name", ["SASRec"] + sorted(EXTENSION_MODELS))
+def test_checkpoint_roundtrip_restores_model_and_dataset_plugin(model_name, tmp_path):
+    record = run_tiny(model_name, "synthetic", saved=True, checkpoint_dir=str(tmp_path / "saved"))
     path = record["checkpoint"]
     checkpoint = torch.load(path, weights_only=True)  # loads without unpickling code
-    assert checkpoint["config"]["model"] == "SASRec"
+    assert checkpoint["config"]["model"] == model_name
 
     config, model, dataset, train_data, valid_data, test_data = load_data_and_model(path)
-    assert type(model).__name__ == "SASRec"
+    assert type(model).__name__ == model_name
+    if model_name in EXTENSION_MODELS and EXTENSION_MODELS[model_name].dataset:
+        assert type(dataset).__name__ == EXTENSION_MODELS[model_name].dataset.rsplit(".", 1)[1]
     reloaded = {k: v for k, v in model.state_dict().items()}
     for key, value in checkpoint["state_dict"].items():
         assert torch.equal(reloaded[key], value)
