@@ -1,0 +1,247 @@
+"""EMBSR on the embedded ``synthetic`` dataset: GNN reference, leakage, padding, switches, fairness."""
+
+import copy
+import math
+
+import numpy as np
+import pytest
+import torch
+from recbole.utils import init_seed
+
+from conftest import run_tiny, tiny_config_dict
+from recbole_ext import registry
+from recbole_ext.config import Config
+from recbole_ext.data import create_dataset, data_preparation, install_transforms
+from recbole_ext.data.dataloader.multigraph import MultigraphTransform
+from recbole_ext.model.sequential_recommender.embsr import EMBSR, VARIANTS
+
+EMBSR_TINY = dict(embedding_size=8, max_operation_run=4, train_batch_size=1024, eval_batch_size=1024)
+
+
+def _config(model="EMBSR", **overrides):
+    return Config(model, "synthetic", config_dict=tiny_config_dict(**{**EMBSR_TINY, **overrides}), read_command_line=False)
+
+
+@pytest.fixture(scope="module")
+def built():
+    config = _config()
+    init_seed(config["seed"], config["reproducibility"])
+    dataset = create_dataset(config)
+    loaders = data_preparation(config, dataset)
+    return config, dataset, loaders
+
+
+def _model(built, **overrides):
+    config, dataset, (train_data, _, _) = built
+    config = copy.deepcopy(config)
+    for key, value in overrides.items():
+        config[key] = value
+    init_seed(config["seed"], config["reproducibility"])
+    return EMBSR(config, train_data._dataset).eval(), config
+
+
+def _raw_test_batch(built, size=64):
+    """Test examples before any transform (a fresh copy each call)."""
+    _, _, (_, _, test_data) = built
+    return copy.deepcopy(test_data._dataset.inter_feat[torch.arange(size)])
+
+
+def _transform(built, config, batch, phase="test"):
+    return MultigraphTransform(config, built[1], phase)(built[1], batch)
+
+
+# ---------------------------------------------------------------- GNN against a per-example reference
+def _reference_star_gnn(model, items, runs):
+    """Paper Eqs. 2-11 for one session, with explicit incidence matrices and per-edge loops."""
+    d = model.hidden_size
+    nodes = list(dict.fromkeys(items))
+    node = {item: i for i, item in enumerate(nodes)}
+    h0 = model.item_embedding.weight[nodes]
+    run_states = []
+    for run in runs:  # last GRU state of each operation run, one sequence at a time
+        _, state = model.op_run_gru_layer(model.op_embedding(torch.tensor([run])))
+        run_states.append(state[0, 0])
+    n = len(items)
+    a_in, a_out = torch.zeros(len(nodes), n - 1), torch.zeros(len(nodes), n - 1)
+    for k in range(n - 1):  # edge k: v_k -> v_{k+1}
+        a_in[node[items[k + 1]], k] = 1
+        a_out[node[items[k]], k] = 1
+    star, hidden = h0.mean(0), h0
+    for _ in range(model.step):
+        in_messages = torch.stack(
+            [model.in_message(torch.cat([hidden[node[items[k]]], run_states[k]])) for k in range(n - 1)]
+        ) if n > 1 else torch.zeros(0, d)
+        out_messages = torch.stack(
+            [model.out_message(torch.cat([hidden[node[items[k + 1]]], run_states[k + 1]])) for k in range(n - 1)]
+        ) if n > 1 else torch.zeros(0, d)
+        aggregated = torch.cat([a_in @ in_messages, a_out @ out_messages], 1)
+        updated = model.node_update(aggregated, hidden)
+        alpha = (model.star_gate_query(updated) @ model.star_gate_key(star)) / math.sqrt(d)
+        hidden = (1 - alpha.unsqueeze(1)) * updated + alpha.unsqueeze(1) * star
+        beta = torch.softmax(model.star_attention_key(hidden) @ model.star_attention_query(star) / math.sqrt(d), 0)
+        star = beta @ hidden
+    gate = torch.sigmoid(model.highway(torch.cat([h0, hidden], 1)))
+    return gate * h0 + (1 - gate) * hidden, star
+
+
+def _model_star_gnn(model, batch):
+    length, num_nodes = batch["item_length"], batch["mg_num_nodes"]
+    node_embeddings = model.item_embedding(batch["mg_node_items"])
+    node_mask = torch.arange(node_embeddings.size(1)).unsqueeze(0) < num_nodes.unsqueeze(1)
+    run_states = model._encode_operation_runs(batch["mg_op_runs"], batch["mg_run_length"])
+    return model._star_gnn(node_embeddings, node_mask, num_nodes, batch["mg_alias"], run_states, length)
+
+
+@pytest.mark.parametrize("step", [0, 2])
+def test_vectorised_star_gnn_equals_reference(built, step):
+    model, config = _model(built)
+    model.step = step  # step 0: the star's initialisation (Eq. 2) and the highway alone
+    batch = _transform(built, config, _raw_test_batch(built, 16))
+    with torch.no_grad():
+        node_repr, star = _model_star_gnn(model, batch)
+        for b in range(16):
+            n = int(batch["item_length"][b])
+            items = batch["item_id_list"][b, :n].tolist()
+            runs = [[op for op in run if op > 0] for run in batch["op_list"][b, :n].tolist()]
+            expected_nodes, expected_star = _reference_star_gnn(model, items, runs)
+            assert torch.allclose(node_repr[b, : len(expected_nodes)], expected_nodes, atol=1e-5)
+            assert torch.allclose(star[b], expected_star, atol=1e-5)
+
+
+# ---------------------------------------------------------------- leakage and padding
+def _full_scores(model, config, built, batch):
+    with torch.no_grad():
+        return model.full_sort_predict(_transform(built, config, batch))
+
+
+def test_leak_free_star_ignores_target_operation(built):
+    model, config = _model(built)
+    batch = _raw_test_batch(built)
+    scores = _full_scores(model, config, built, batch)
+    changed = _raw_test_batch(built)
+    num_ops = built[1].num(config["OPERATION_FIELD"])
+    for field in ("op", "op_first"):  # every trace of the target's own operations
+        changed[field] = (changed[field] % (num_ops - 1)) + 1
+    assert not torch.equal(changed["op_first"], batch["op_first"])
+    assert torch.equal(_full_scores(model, config, built, changed), scores)
+    # the same change does move the scores when the star reads the target's operation
+    target_config = copy.deepcopy(config)
+    target_config["star_op"] = "target"
+    assert not torch.allclose(
+        _full_scores(model, target_config, built, batch), _full_scores(model, target_config, built, changed)
+    )
+
+
+def _pad_lists(batch, extra):
+    padded = copy.deepcopy(batch)
+    for field in list(padded.columns):
+        if field.endswith("_list"):
+            values = padded[field]
+            shape = (values.size(0), extra) + tuple(values.shape[2:])
+            padded[field] = torch.cat([values, values.new_zeros(shape)], 1)
+    return padded
+
+
+def test_padding_and_batch_composition_invariance(built):
+    model, config = _model(built)
+    batch = _raw_test_batch(built)
+    scores = _full_scores(model, config, built, batch)
+    assert torch.allclose(_full_scores(model, config, built, _pad_lists(batch, 5)), scores, atol=1e-5)
+    shortest = torch.argsort(batch["item_length"])[:3]  # alone, these need less padding than in the batch
+    alone = _full_scores(model, config, built, batch[shortest])
+    assert torch.allclose(alone, scores[shortest], atol=1e-5)
+
+
+# ---------------------------------------------------------------- one epoch per switch
+SWITCHES = [{"variant": name} for name in VARIANTS] + [
+    {"fusion": "fixed", "fusion_beta": 0.4},
+    {"star_op": "target"},
+    {"reproduce_code": True, "step": 2},
+]
+
+
+@pytest.mark.parametrize("overrides", SWITCHES, ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items()))
+def test_one_epoch_every_switch(built, overrides):
+    config, dataset, loaders = built
+    model, config = _model(built, **overrides)
+    install_transforms(config, dataset, loaders)  # star_op lives in the transform
+    train_data, valid_data, test_data = loaders
+    trainer = registry.get_trainer(config["MODEL_TYPE"], config["model"])(config, model.train())
+    trainer.fit(train_data, valid_data, saved=False, show_progress=False)
+    result = trainer.evaluate(test_data, load_best_model=False, show_progress=False)
+    assert 0 < result["ndcg@10"] <= 1
+    install_transforms(built[0], dataset, loaders)
+
+
+def test_same_seed_same_metrics_with_sampled_evaluation():
+    # uniN evaluation (the switch runs above use full ranking) goes through predict()
+    sampled = {"split": {"LS": "valid_and_test"}, "order": "TO", "mode": "uni10", "group_by": "user"}
+    first = run_tiny("EMBSR", **EMBSR_TINY, eval_args=sampled)
+    second = run_tiny("EMBSR", **EMBSR_TINY, eval_args=sampled)
+    assert 0 < first["test_result"]["ndcg@10"] <= 1
+    assert first["test_result"] == second["test_result"]
+    assert first["best_valid_result"] == second["best_valid_result"]
+
+
+# ---------------------------------------------------------------- fair baselines and the session protocol
+def test_stock_model_gets_same_macro_examples_and_split(built):
+    config = _config("SASRec")
+    stock_loaders = data_preparation(config, create_dataset(config))
+    for ours, stock in zip(built[2], stock_loaders):
+        ours, stock = ours._dataset.inter_feat, stock._dataset.inter_feat
+        assert len(ours) == len(stock)
+        for field in ("user_id", "item_id", "item_id_list", "item_length", "op_list"):
+            assert torch.equal(ours[field], stock[field]), field
+
+
+def test_session_protocol_one_example_per_session(built):
+    config = _config(example_selection="session")
+    init_seed(config["seed"], config["reproducibility"])
+    dataset = create_dataset(config)
+    train_data, valid_data, test_data = data_preparation(config, dataset)
+    examples = train_data._dataset.inter_feat
+    sessions = examples["user_id"].numpy() * 100000 + examples["session_id"].numpy()
+    assert len(np.unique(sessions)) == len(sessions)
+    real = torch.arange(examples["item_id_list"].size(1)).unsqueeze(0) < examples["item_length"].unsqueeze(1)
+    same_session = examples["session_id_list"] == examples["session_id"].unsqueeze(1)
+    assert bool((same_session | ~real).all()) and bool((examples["item_length"] > 0).all())
+    assert bool((examples["item_id_list"][~real] == 0).all())
+    # each target is its session's last macro item: the latest target of that session among the
+    # examples every macro item gives (the default selection, from the `built` fixture)
+    last_target = {}
+    for split in built[2]:
+        every = split._dataset.inter_feat
+        for user, session, time, item in zip(every["user_id"].tolist(), every["session_id"].tolist(),
+                                             every["timestamp"].tolist(), every["item_id"].tolist()):
+            if (user, session) not in last_target or time >= last_target[(user, session)][0]:
+                last_target[(user, session)] = (time, item)
+    for split in (train_data, valid_data, test_data):
+        chosen = split._dataset.inter_feat
+        for user, session, item in zip(chosen["user_id"].tolist(), chosen["session_id"].tolist(),
+                                       chosen["item_id"].tolist()):
+            assert last_target[(user, session)][1] == item
+    model = EMBSR(config, train_data._dataset)
+    trainer = registry.get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    trainer.fit(train_data, valid_data, saved=False, show_progress=False)
+    assert 0 < trainer.evaluate(test_data, load_best_model=False, show_progress=False)["ndcg@10"] <= 1
+
+
+# ---------------------------------------------------------------- clear errors
+@pytest.mark.parametrize(
+    "key, value",
+    [("variant", "EMBSR-XX"), ("attention", "full"), ("fusion", "sum"), ("loss_type", "BPR"),
+     ("fusion_beta", 1.5), ("star_op", "oracle")],
+)
+def test_bad_values_raise_one_clear_error(built, key, value):
+    overrides = {key: value, **({"fusion": "fixed"} if key == "fusion_beta" else {})}
+    with pytest.raises(ValueError, match=key):
+        model, config = _model(built, **overrides)
+        MultigraphTransform(config, built[1], "train")
+
+
+
+def test_bad_example_selection_raises_before_loading():
+    from recbole_ext.data.dataset.micro_behaviour import MicroBehaviourDataset
+
+    with pytest.raises(ValueError, match="example_selection"):
+        MicroBehaviourDataset(_config(example_selection="prefixes"))
