@@ -1,12 +1,13 @@
 """QuerySeqRec against SASRec on ``synthetic``: quality, speed, augmentation cost, and the
 memory of one training step with a million items (sampled vs full softmax).
 
-    python benchmarks/bench_queryseqrec.py                  # everything (~10 min on 2 cores)
+    OMP_NUM_THREADS=1 python benchmarks/bench_queryseqrec.py   # everything (~10 min on 2 cores)
     python benchmarks/bench_queryseqrec.py --skip-quality   # memory only
 
-Quality and speed: SASRec, QuerySeqRec and QuerySeqRec ``use_queries: False`` ("w/o Q") with the
-same dimensions, epochs, seed, split (leave-one-out) and full-ranking metrics; the figures are the
-test results of the best validation epoch. The augmentation time is measured inside the batch
+Quality and speed: SASRec, QuerySeqRec (defaults), QuerySeqRec ``augmentation: none`` ("w/o A")
+and QuerySeqRec ``use_queries: False`` ("w/o Q") with the same dimensions, epochs, seed, split
+(leave-one-out) and full-ranking metrics; the figures are the test results of the best
+validation epoch. The augmentation time is measured inside the batch
 transform during QuerySeqRec's own training run.
 
 Memory: each variant runs in a fresh process; one Adam step on a batch of 128 sequences of 50
@@ -157,7 +158,7 @@ def memory(args):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dataset", default="synthetic")
-    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--hidden", type=int, default=32)
     parser.add_argument("--max-len", type=int, default=20)
     parser.add_argument("--items", type=int, default=1_000_000)

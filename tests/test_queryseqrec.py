@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import torch.nn.functional as F
 
 from recbole_ext.data.dataloader.query_augmentation import (
     QueryGraphAugmentation,
@@ -333,6 +334,20 @@ def test_augmentation_is_identity_outside_training_and_without_queries():
         assert torch.equal(out, before[:, :width])
 
 
+def test_only_the_training_loader_augments_and_mixture_is_the_default(tiny_data_path):
+    """Through the real pipeline: the yaml default is the authors' mixture form, and the valid
+    and test loaders never augment."""
+    from recbole_ext.data import create_dataset, data_preparation
+
+    config = make_config("QuerySeqRec", tiny_data_path, train_neg_sample_args=None)
+    loaders = data_preparation(config, create_dataset(config))
+    assert [loader.transform.active for loader in loaders] == [True, False, False]
+    assert loaders[0].transform.form == "mixture"
+    batch = next(iter(loaders[1]))[0]
+    raw = loaders[1]._dataset.inter_feat[torch.arange(len(batch))]
+    assert torch.equal(batch[EVENT_ITEM_FIELD], raw[EVENT_ITEM_FIELD])
+
+
 def _replacement_counts(graph, current, **config):
     augmenter = _augmenter(graph, **config)
     torch.manual_seed(3)
@@ -423,6 +438,7 @@ def test_sampled_softmax_with_all_items_equals_full_softmax(query_dataset):
 SWITCH_MODELS = [
     {}, {"use_queries": False}, {"query_fusion": "early"}, {"query_fusion": "late"},
     {"query_fusion": "nova"}, {"backbone": "gru"}, {"backbone": "fpmc"},
+    {"transformer_block": "authors"}, {"transformer_block": "authors", "query_fusion": "late"},
 ]
 
 
@@ -456,6 +472,48 @@ def test_without_queries_reads_item_list_only(query_dataset):
     assert not hasattr(model, "word_embedding") and not hasattr(model, "type_embedding")
 
 
+def test_all_positions_labels_survive_augmentation(query_dataset):
+    """Augmentation replaces input events only: the labels of the inner positions
+    (``train_positions: all``) are the items before replacement."""
+    _, dataset, _ = query_dataset
+    model, train = _model(query_dataset, train_positions="all")
+    model.eval()
+    _, clean_labels = model.training_states(_batch(train, 32))
+    torch.manual_seed(5)
+    augmented = _augmenter(dataset.query_item_graph, beta_item=1.0, beta_query=1.0)(
+        None, _batch(train, 32))
+    assert (augmented[EVENT_ITEM_FIELD] != _batch(train, 32)[EVENT_ITEM_FIELD][
+        :, :augmented[EVENT_ITEM_FIELD].size(1)]).any()  # inputs were replaced
+    _, labels = model.training_states(augmented)
+    assert torch.equal(labels, clean_labels)
+
+
+def test_authors_block_hand_computed():
+    """One block of the authors' code: LN on the attention query only, no residual around the
+    attention, FFN output plus twice its input, final LN."""
+    from recbole_ext.model.sequential_recommender.queryseqrec import AuthorsTransformerEncoder
+
+    torch.manual_seed(0)
+    encoder = AuthorsTransformerEncoder(1, 1, 4, 6, 0.1, 0.1, 1e-12).eval()
+    for parameter in encoder.parameters():  # non-trivial LayerNorm gains and biases too
+        parameter.data.normal_()
+    x = torch.randn(2, 3, 4)
+    causal = torch.where(torch.tril(torch.ones(3, 3, dtype=torch.bool)), 0.0, -10000.0)
+    with torch.no_grad():
+        got = encoder(x, causal.view(1, 1, 3, 3))[-1]
+
+        def norm(module, value):
+            return F.layer_norm(value, (4,), module.weight, module.bias, 1e-12)
+
+        query = encoder.query[0](norm(encoder.attention_norm[0], x))
+        key, value = encoder.key_value[0](x).chunk(2, dim=-1)
+        weights = torch.softmax(query @ key.transpose(1, 2) / 2.0 + causal, dim=-1)
+        normed = norm(encoder.ffn_norm[0], encoder.out[0](weights @ value))
+        first, second = encoder.ffn[0][0], encoder.ffn[0][3]
+        expected = norm(encoder.final_norm, second(torch.relu(first(normed))) + 2 * normed)
+    assert torch.allclose(got, expected, atol=1e-5)
+
+
 def test_all_positions_labels_are_next_items(query_dataset):
     model, train = _model(query_dataset, train_positions="all")
     batch = _batch(train, 32)
@@ -474,7 +532,10 @@ def test_all_positions_labels_are_next_items(query_dataset):
 
 @pytest.mark.parametrize("bad", [{"query_fusion": "bogus"}, {"backbone": "lstm"},
                                  {"softmax_samples": 1}, {"train_positions": "every"},
-                                 {"query_fusion": "late", "backbone": "gru"}])
+                                 {"query_fusion": "late", "backbone": "gru"},
+                                 {"transformer_block": "post-ln"},
+                                 {"transformer_block": "authors", "backbone": "gru"},
+                                 {"transformer_block": "authors", "query_fusion": "nova"}])
 def test_bad_config_values_name_the_key(query_dataset, bad):
     with pytest.raises(ValueError, match=next(iter(bad))):
         _model(query_dataset, **bad)
@@ -495,7 +556,9 @@ RUN_SWITCHES = [
     {},
     {"augmentation": "none"},
     {"augmentation": "uniform"},
-    {"replacement_form": "mixture", "graph_alpha": 0.5},
+    {"replacement_form": "rho", "graph_alpha": 0.5},
+    {"transformer_block": "authors"},
+    {"transformer_block": "authors", "train_positions": "all"},
     {"use_queries": False},
     {"query_fusion": "early", "augmentation": "none"},
     {"query_fusion": "late", "augmentation": "none"},

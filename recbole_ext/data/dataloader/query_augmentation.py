@@ -3,7 +3,9 @@
 A batch transform of the training dataloader, redrawn on every batch of every epoch and
 vectorised over the batch. Each input event of the heterogeneous sequence is replaced, with
 probability ``beta_item`` (items) or ``beta_query`` (queries), by another node of the same kind.
-Labels (the target item) are never touched. The query-item graph comes from the training split
+Labels are never touched: the target item stays, and the item events before replacement are kept
+in ``EVENT_ITEM_LABEL_FIELD``, from which ``train_positions: all`` reads the labels of the inner
+positions. The query-item graph comes from the training split
 only (``QueryAwareDataset.build``).
 
 ``augmentation`` selects the ablation of the paper's Table 3:
@@ -11,11 +13,14 @@ only (``QueryAwareDataset.build``).
 - ``graph`` (default, "Query-SeqRec"): similar nodes are preferred, in one of two forms
   (``replacement_form``):
 
+  * ``mixture`` (default, the authors' code): with probability ``graph_mix`` draw uniformly from
+    the items linked to the item's latest query (for a query: from the queries linked to the item
+    clicked right after it), otherwise uniformly from all graph nodes of that kind.
   * ``rho`` (the paper, Eq. 5-6): a node similar to the replaced one (sharing a graph neighbour)
-    is drawn ``rho`` times as often as any other graph node of that kind.
-  * ``mixture`` (the authors' code): with probability ``graph_mix`` draw uniformly from the items
-    linked to the item's latest query (for a query: from the queries linked to the item clicked
-    right after it), otherwise uniformly from all graph nodes of that kind.
+    is drawn ``rho`` times as often as any other graph node of that kind. With ``|S|`` similar
+    nodes among ``N``, the similar set is hit with probability (rho-1)|S| / (N-1+(rho-1)|S|),
+    which is small on a real catalogue (``|S|`` << ``N``): in the paper's grid rho <= 2 this is
+    close to uniform replacement.
 
 - ``uniform`` ("w/ R"): uniform over all graph nodes of that kind.
 - ``none`` ("w/o A"): no replacement.
@@ -32,6 +37,7 @@ from recbole_ext.data.dataset.query_dataset import (
     EVENT_CONTEXT_FIELD,
     EVENT_ITEM,
     EVENT_ITEM_FIELD,
+    EVENT_ITEM_LABEL_FIELD,
     EVENT_LENGTH_FIELD,
     EVENT_QUERY,
     EVENT_QUERY_FIELD,
@@ -89,7 +95,7 @@ class QueryGraphAugmentation:
 
     def __init__(self, config, dataset, phase):
         self.augmentation = _config_value(config, "augmentation", "graph")
-        self.form = _config_value(config, "replacement_form", "rho")
+        self.form = _config_value(config, "replacement_form", "mixture")
         if self.augmentation not in AUGMENTATIONS:
             raise ValueError(f"augmentation must be one of {AUGMENTATIONS}, got "
                              f"'{self.augmentation}'")
@@ -147,6 +153,8 @@ class QueryGraphAugmentation:
                 queries[pick_query], next_item[pick_query], graph["query_nodes"],
                 graph["query_sim_ptr"], graph["query_sim_idx"],
                 graph["item2query_ptr"], graph["item2query_idx"])
+        # the un-replaced events are the labels of inner positions (items is a clone)
+        interaction[EVENT_ITEM_LABEL_FIELD] = interaction[EVENT_ITEM_FIELD]
         interaction[EVENT_ITEM_FIELD] = items
         interaction[EVENT_QUERY_FIELD] = queries
         return interaction

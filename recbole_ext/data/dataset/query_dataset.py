@@ -45,6 +45,9 @@ EVENT_LENGTH_FIELD = "event_length"
 EVENT_CONTEXT_FIELD = "event_context_query_list"
 ITEM_CONTEXT_FIELD = "item_context_query_list"
 TARGET_CONTEXT_FIELD = "target_context_query"
+# Written by the training augmentation: the item events before replacement, i.e. the labels of
+# the positions trained by ``train_positions: all`` (labels are never replaced).
+EVENT_ITEM_LABEL_FIELD = "event_item_label_list"
 
 
 # --------------------------------------------------------------------------------------------

@@ -17,7 +17,8 @@ Config switches (``properties/model/QuerySeqRec.yaml``) give the paper's variant
 (Table 4: heterogeneous, early, late as in FDSA, nova as in NOVA-BERT), ``backbone`` (Table 5:
 transformer, gru as GRU4Rec, fpmc as FPMC, each reading the heterogeneous sequence),
 ``train_positions`` (last: RecBole style; all: every position followed by an item, the paper's
-code) and ``softmax_samples`` (sampled softmax for large catalogues, Sec. 2.4).
+code), ``transformer_block`` (standard: RecBole's SASRec block; authors: the block of the authors'
+released code) and ``softmax_samples`` (sampled softmax for large catalogues, Sec. 2.4).
 """
 
 
@@ -32,6 +33,7 @@ from recbole.model.loss import BPRLoss
 from recbole_ext.data.dataset.query_dataset import (
     EVENT_ITEM,
     EVENT_ITEM_FIELD,
+    EVENT_ITEM_LABEL_FIELD,
     EVENT_LENGTH_FIELD,
     EVENT_QUERY,
     EVENT_QUERY_FIELD,
@@ -43,6 +45,7 @@ BACKBONES = ("transformer", "gru", "fpmc")
 FUSIONS = ("heterogeneous", "early", "late", "nova")
 TRAIN_POSITIONS = ("last", "all")
 SAMPLERS = ("uniform", "popularity")
+TRANSFORMER_BLOCKS = ("standard", "authors")
 
 
 def _choice(config, key, default, choices):
@@ -95,6 +98,53 @@ class NovaEncoder(nn.Module):
         return hidden
 
 
+class AuthorsTransformerEncoder(nn.Module):
+    """The Transformer block of the authors' released code (MODEL_NOTES 1.2), which is not
+    SASRec's: only the attention query is layer-normed (keys and values read the raw input),
+    there is no residual around the attention, and the feed-forward output is added to twice its
+    (layer-normed) input, because the feed-forward module adds its input and the caller adds it
+    again. A final LayerNorm closes the stack. Same call signature as RecBole's
+    ``TransformerEncoder``."""
+
+    def __init__(self, n_layers, n_heads, hidden_size, inner_size, hidden_dropout, attn_dropout,
+                 eps):
+        super().__init__()
+        if hidden_size % n_heads:
+            raise ValueError(f"hidden_size ({hidden_size}) must be a multiple of n_heads "
+                             f"({n_heads})")
+        self.n_heads = n_heads
+        self.attn_dropout = attn_dropout
+        self.attention_norm = nn.ModuleList(nn.LayerNorm(hidden_size, eps=eps)
+                                            for _ in range(n_layers))
+        self.query = nn.ModuleList(nn.Linear(hidden_size, hidden_size) for _ in range(n_layers))
+        self.key_value = nn.ModuleList(nn.Linear(hidden_size, 2 * hidden_size)
+                                       for _ in range(n_layers))
+        self.out = nn.ModuleList(nn.Linear(hidden_size, hidden_size) for _ in range(n_layers))
+        self.ffn_norm = nn.ModuleList(nn.LayerNorm(hidden_size, eps=eps) for _ in range(n_layers))
+        self.ffn = nn.ModuleList(
+            nn.Sequential(nn.Linear(hidden_size, inner_size), nn.ReLU(), nn.Dropout(hidden_dropout),
+                          nn.Linear(inner_size, hidden_size), nn.Dropout(hidden_dropout))
+            for _ in range(n_layers))
+        self.final_norm = nn.LayerNorm(hidden_size, eps=eps)
+
+    def _heads(self, x):
+        batch, length, _ = x.shape
+        return x.view(batch, length, self.n_heads, -1).transpose(1, 2)
+
+    def forward(self, hidden, attention_mask, output_all_encoded_layers=True):
+        for attention_norm, query, key_value, out, ffn_norm, ffn in zip(
+                self.attention_norm, self.query, self.key_value, self.out, self.ffn_norm,
+                self.ffn):
+            key, value = key_value(hidden).chunk(2, dim=-1)
+            attended = F.scaled_dot_product_attention(
+                self._heads(query(attention_norm(hidden))), self._heads(key),
+                self._heads(value), attn_mask=attention_mask,
+                dropout_p=self.attn_dropout if self.training else 0.0)
+            normed = ffn_norm(out(attended.transpose(1, 2).reshape(hidden.shape)))
+            hidden = ffn(normed) + 2 * normed
+        return [self.final_norm(hidden)]
+
+
 class QuerySeqRec(SequentialRecommender):
     r"""Query-aware sequential recommender (see module doc)."""
 
@@ -119,6 +169,8 @@ class QuerySeqRec(SequentialRecommender):
         self.softmax_samples = int(_value(config, "softmax_samples", 0))
         self.softmax_sampler = _choice(config, "softmax_sampler", "uniform", SAMPLERS)
         self.logq_correction = bool(_value(config, "logq_correction", False))
+        self.transformer_block = _choice(config, "transformer_block", "standard",
+                                         TRANSFORMER_BLOCKS)
         if self.softmax_samples < 0 or self.softmax_samples == 1:
             raise ValueError(f"softmax_samples must be 0 (full softmax) or >= 2, got "
                              f"{self.softmax_samples}")
@@ -131,6 +183,10 @@ class QuerySeqRec(SequentialRecommender):
         if self.train_positions == "all" and self.use_queries and not self.reads_events:
             raise ValueError(f"train_positions 'all' needs query_fusion 'heterogeneous', got "
                              f"'{self.query_fusion}'")
+        nova = self.use_queries and self.query_fusion == "nova"
+        if self.transformer_block == "authors" and (self.backbone != "transformer" or nova):
+            raise ValueError("transformer_block 'authors' needs backbone 'transformer' and a "
+                             "query_fusion other than 'nova'")
         if self.loss_type == "BPR" and (self.train_positions == "all" or self.softmax_samples):
             raise ValueError("loss_type BPR trains the last position against RecBole's sampled "
                              "negative; set train_positions: last and softmax_samples: 0")
@@ -144,7 +200,9 @@ class QuerySeqRec(SequentialRecommender):
         self.max_positions = dataset.max_event_list_len if self.reads_events else \
             self.max_seq_length
         self.position_embedding = nn.Embedding(self.max_positions, d)
-        self.LayerNorm = nn.LayerNorm(d, eps=self.layer_norm_eps)
+        # the authors' code feeds Dropout(embeddings + positions) to the blocks, without SASRec's
+        # embedding LayerNorm
+        self.LayerNorm = self._embedding_norm()
         self.dropout = nn.Dropout(self.hidden_dropout_prob)
 
         if self.backbone == "transformer":
@@ -159,7 +217,7 @@ class QuerySeqRec(SequentialRecommender):
                 # FDSA: a second encoder over the query sequence, outputs concatenated
                 self.query_trm_encoder = self._transformer()
                 self.query_position_embedding = nn.Embedding(dataset.max_event_list_len, d)
-                self.query_LayerNorm = nn.LayerNorm(d, eps=self.layer_norm_eps)
+                self.query_LayerNorm = self._embedding_norm()
                 self.concat_layer = nn.Linear(2 * d, d)
         elif self.backbone == "gru":
             self.gru_layers = nn.GRU(d, d, num_layers=self.n_layers, bias=False,
@@ -178,7 +236,16 @@ class QuerySeqRec(SequentialRecommender):
         self.apply(self._init_weights)
 
     # -- construction helpers ---------------------------------------------------------------
+    def _embedding_norm(self):
+        if self.transformer_block == "authors":
+            return nn.Identity()
+        return nn.LayerNorm(self.hidden_size, eps=self.layer_norm_eps)
+
     def _transformer(self):
+        if self.transformer_block == "authors":
+            return AuthorsTransformerEncoder(
+                self.n_layers, self.n_heads, self.hidden_size, self.inner_size,
+                self.hidden_dropout_prob, self.attn_dropout_prob, self.layer_norm_eps)
         return TransformerEncoder(
             n_layers=self.n_layers, n_heads=self.n_heads, hidden_size=self.hidden_size,
             inner_size=self.inner_size, hidden_dropout_prob=self.hidden_dropout_prob,
@@ -319,6 +386,10 @@ class QuerySeqRec(SequentialRecommender):
             return self.seq_output(interaction), target
         hidden = self.forward(interaction)
         items, _, types, length = self.sequence_inputs(interaction)
+        # Labels come from the events before augmentation: the transform replaces input items
+        # and keeps the originals in EVENT_ITEM_LABEL_FIELD (labels are never replaced).
+        if self.reads_events and EVENT_ITEM_LABEL_FIELD in interaction:
+            items = interaction[EVENT_ITEM_LABEL_FIELD]
         # label of position t is the next event if it is an item; the last input position's
         # label is the example's target; positions followed by a query are not trained.
         labels = torch.zeros_like(items)
