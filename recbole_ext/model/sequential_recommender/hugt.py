@@ -26,6 +26,8 @@ from torch import nn
 
 from recbole.model.abstract_recommender import SequentialRecommender
 
+from recbole_ext.model.layers import init_like_sasrec
+
 GRAPH_MODES = ("mp", "se")
 POSITION_ENCODINGS = ("tupe", "distance", "absolute", "none")
 HEAD_ARRANGEMENTS = ("concurrent", "graph_then_sequence", "sequence_then_graph")
@@ -221,7 +223,7 @@ class HUGT(SequentialRecommender):
         self.loss_fct = nn.CrossEntropyLoss()
 
         # parameters initialization
-        self.apply(self._init_weights)
+        init_like_sasrec(self)
 
         # SVD item factors of the training split (fixed, not trained)
         if self.max_graph_heads:
@@ -258,15 +260,6 @@ class HUGT(SequentialRecommender):
         if value == 0:
             raise ValueError(f"{key} must be a positive integer, got 0")
         return value
-
-    def _init_weights(self, module):
-        if isinstance(module, (nn.Linear, nn.Embedding)):
-            module.weight.data.normal_(mean=0.0, std=self.initializer_range)
-        elif isinstance(module, nn.LayerNorm):
-            module.bias.data.zero_()
-            module.weight.data.fill_(1.0)
-        if isinstance(module, nn.Linear) and module.bias is not None:
-            module.bias.data.zero_()
 
     # ------------------------------------------------------------------ attention biases
     def _sequence_head_bias(self, n_heads, length, device):

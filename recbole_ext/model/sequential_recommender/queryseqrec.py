@@ -40,6 +40,7 @@ from recbole_ext.data.dataset.query_dataset import (
     EVENT_TYPE_FIELD,
     ITEM_CONTEXT_FIELD,
 )
+from recbole_ext.model.layers import init_like_sasrec
 
 BACKBONES = ("transformer", "gru", "fpmc")
 FUSIONS = ("heterogeneous", "early", "late", "nova")
@@ -233,7 +234,7 @@ class QuerySeqRec(SequentialRecommender):
             self.loss_fct = BPRLoss()
         self.register_buffer("sampling_weights", self._sampling_weights(dataset),
                              persistent=False)
-        self.apply(self._init_weights)
+        init_like_sasrec(self)
 
     # -- construction helpers ---------------------------------------------------------------
     def _embedding_norm(self):
@@ -265,16 +266,6 @@ class QuerySeqRec(SequentialRecommender):
         if weights.sum() <= 0:
             weights[1:] = 1.0
         return weights
-
-    def _init_weights(self, module):
-        """Same initialisation as RecBole's SASRec, so that ``use_queries: False`` is SASRec."""
-        if isinstance(module, (nn.Linear, nn.Embedding)):
-            module.weight.data.normal_(mean=0.0, std=self.initializer_range)
-        elif isinstance(module, nn.LayerNorm):
-            module.bias.data.zero_()
-            module.weight.data.fill_(1.0)
-        if isinstance(module, nn.Linear) and module.bias is not None:
-            module.bias.data.zero_()
 
     # -- inputs -------------------------------------------------------------------------------
     def query_representation(self, query_ids):
