@@ -1,0 +1,285 @@
+"""DGSR's sub-graph sampling (Algorithm 1 of the paper) as a batch transform, vectorised over the batch.
+
+Reference: Zhang et al., "Dynamic Graph Neural Networks for Sequential Recommendation", TKDE 2022,
+Section 4.2.
+
+For an example (user u, prediction time t) the sub-graph is grown breadth-first from u. Every
+expanded node keeps its ``max_neighbors`` most recent edges **strictly before t**: u's come from
+its own prefix (``item_id_list``/``timestamp_list``, exactly what sequential baselines see), every
+other node's from the dataset plugin's time-sorted CSR indexes. A node reached at hop h is
+expanded only while ``h < min(n_layers, 2 * subgraph_order - 1)``:
+
+- ``subgraph_order`` m bounds the radius to 2m-1 hops (the user's items, then m-1 rounds of
+  "users of those items, items of those users"), as the authors' ``k_hop``;
+- beyond ``n_layers`` hops nothing is expanded, and this is exact: after L layers, u's state
+  depends on a node at hop h only through that node's state at layer L-h, so in-edges of nodes at
+  hop >= L never reach u (nodes at hop L are still included, for their layer-0 embeddings).
+
+Nodes are deduplicated per example (a node keeps its first, shortest hop). The result is a set of
+padded tensors with one row per example (so RecBole can slice, repeat and concatenate it):
+
+- ``dgsr_user_nodes`` [B, U], ``dgsr_item_nodes`` [B, I]: global ids, 0 = padding, sorted by hop
+  (the example's user is user node 0, expanded nodes come before leaves);
+- ``dgsr_user_nbr_index`` / ``dgsr_user_nbr_order`` [B, Ue, k]: for the first Ue user nodes,
+  local indices into ``dgsr_item_nodes`` of their in-neighbours and the relative order r
+  (0 = most recent edge, -1 = padding); entries are oldest first;
+- ``dgsr_item_nbr_index`` / ``dgsr_item_nbr_order`` [B, Ie, k]: the same for item nodes.
+
+No Python loop over examples or nodes: one loop over hop levels (at most ``n_layers``), each a
+handful of ``searchsorted``/``unique``/scatter calls over the whole batch.
+"""
+
+import torch
+
+from recbole.data.interaction import Interaction
+
+
+def expanded_levels(n_layers, subgraph_order):
+    """How many hop levels (0, 1, ...) get their in-edges."""
+    return max(1, min(int(n_layers), 2 * int(subgraph_order) - 1))
+
+
+def fixed_sizes(levels, max_neighbors, num_users, num_items):
+    """Batch-independent paddings (U, I, Ue, Ie): every example then has the same trailing shapes.
+
+    Hop h holds at most ``max_neighbors ** h`` nodes; users sit at even hops, items at odd ones.
+    ``num_users``/``num_items`` count RecBole's padding id 0, hence the ``- 1``.
+    """
+    hop_cap = [max_neighbors**h for h in range(levels + 1)]
+    users = min(num_users - 1, sum(hop_cap[0::2]))
+    items = min(num_items - 1, sum(hop_cap[1::2]))
+    expanded_users = min(num_users - 1, sum(hop_cap[0:levels:2]))
+    expanded_items = min(num_items - 1, sum(hop_cap[1:levels:2])) if levels > 1 else 0
+    return users, items, expanded_users, max(expanded_items, 1)
+
+
+def _csr_window(csr, nodes, query_rank, k):
+    """The <= k most recent edges of each node strictly before its query time (oldest first).
+
+    Returns edge positions [F, k] (0 where padded), a validity mask and the relative order
+    r = (number of kept edges) - o, i.e. 0 for the most recent edge.
+    """
+    offsets = torch.arange(k)
+    if csr.num_edges == 0 or nodes.numel() == 0:
+        empty = torch.zeros(nodes.numel(), k, dtype=torch.long)
+        return empty, empty.bool(), empty - 1
+    hi = torch.searchsorted(csr.keys, nodes * csr.stride + query_rank)
+    lo = torch.maximum(csr.indptr[nodes], hi - k)
+    valid = offsets < (hi - lo).unsqueeze(1)
+    positions = torch.where(valid, lo.unsqueeze(1) + offsets, 0)
+    rel_order = torch.where(valid, hi.unsqueeze(1) - 1 - positions, -1)
+    return positions, valid, rel_order
+
+
+def _prefix_window(seq_items, seq_times, seq_len, k):
+    """The user's own <= k most recent prefix items (oldest first), same layout as _csr_window."""
+    batch = seq_items.size(0)
+    offsets = torch.arange(k)
+    lo = (seq_len - k).clamp(min=0)
+    valid = offsets < (seq_len - lo).unsqueeze(1)
+    positions = torch.where(valid, lo.unsqueeze(1) + offsets, 0).clamp(max=max(seq_items.size(1) - 1, 0))
+    rows = torch.arange(batch).unsqueeze(1)
+    nbr = torch.where(valid, seq_items[rows, positions], 0)
+    times = torch.where(valid, seq_times[rows, positions].double(), 0.0)
+    rel_order = torch.where(valid, seq_len.unsqueeze(1) - 1 - (lo.unsqueeze(1) + offsets), -1)
+    return nbr, times, valid, rel_order
+
+
+class _NodeSet:
+    """The (example, node) pairs of one node type, deduplicated, with the hop of first arrival."""
+
+    def __init__(self, num_ids):
+        self.base = num_ids + 1
+        self.keys = torch.empty(0, dtype=torch.long)  # sorted example * base + id
+        self.hops = torch.empty(0, dtype=torch.long)
+
+    def add(self, examples, ids, hop):
+        """Register new pairs; returns the (examples, ids) that were not present yet."""
+        candidates = torch.unique(examples * self.base + ids)
+        new = candidates[~torch.isin(candidates, self.keys)]
+        keys = torch.cat([self.keys, new])
+        hops = torch.cat([self.hops, torch.full_like(new, hop)])
+        order = torch.argsort(keys)
+        self.keys, self.hops = keys[order], hops[order]
+        return new // self.base, new % self.base
+
+    def local_layout(self, batch, levels):
+        """Local index of every pair (sorted by example, hop, id) and the per-example counts."""
+        examples, ids = self.keys // self.base, self.keys % self.base
+        layout = torch.argsort((examples * (levels + 2) + self.hops) * self.base + ids)
+        counts = torch.bincount(examples, minlength=batch)
+        starts = torch.cumsum(counts, 0) - counts
+        local = torch.empty_like(self.keys)
+        local[layout] = torch.arange(self.keys.numel()) - starts[examples[layout]]
+        return local, counts
+
+    def lookup(self, local, examples, ids):
+        """Local index of given pairs (which must be present)."""
+        if self.keys.numel() == 0:
+            return torch.zeros_like(ids)
+        position = torch.searchsorted(self.keys, examples * self.base + ids)
+        return local[position.clamp(max=max(self.keys.numel() - 1, 0))]
+
+
+def _scatter_nodes(node_set, local, counts, batch, width):
+    out = torch.zeros(batch, max(width, 1), dtype=torch.long)
+    examples, ids = node_set.keys // node_set.base, node_set.keys % node_set.base
+    out[examples, local] = ids
+    return out
+
+
+def _scatter_rows(rows, node_set, local, batch, width, k, other_set, other_local, with_times):
+    index = torch.zeros(batch, max(width, 1), k, dtype=torch.long)
+    order = torch.full((batch, max(width, 1), k), -1, dtype=torch.long)
+    times = torch.zeros(batch, max(width, 1), k, dtype=torch.float64) if with_times else None
+    if rows:
+        examples = torch.cat([r[0] for r in rows])
+        nodes = torch.cat([r[1] for r in rows])
+        nbr = torch.cat([r[2] for r in rows])
+        valid = torch.cat([r[3] for r in rows])
+        rel = torch.cat([r[4] for r in rows])
+        row_local = node_set.lookup(local, examples, nodes)
+        nbr_local = other_set.lookup(other_local, examples.unsqueeze(1).expand_as(nbr), torch.where(valid, nbr, 0))
+        index[examples, row_local] = torch.where(valid, nbr_local, 0)
+        order[examples, row_local] = rel
+        if with_times:
+            times[examples, row_local] = torch.where(valid, torch.cat([r[5] for r in rows]), 0.0)
+    return index, order, times
+
+
+def sample_subgraphs(
+    user_csr,
+    item_csr,
+    edge_time_values,
+    user_ids,
+    seq_items,
+    seq_times,
+    seq_len,
+    pred_time,
+    num_users,
+    num_items,
+    max_neighbors,
+    levels,
+    pad_to=None,
+    return_times=False,
+):
+    """Sub-graphs of a batch of examples; see the module docstring for the layout.
+
+    ``pad_to`` = (U, I, Ue, Ie) pads to fixed widths instead of the batch maximum;
+    ``return_times`` adds ``dgsr_user_nbr_time``/``dgsr_item_nbr_time`` (edge timestamps, for tests).
+    """
+    batch = user_ids.numel()
+    k = int(max_neighbors)
+    examples = torch.arange(batch)
+    # number of distinct graph times < t: edge rank < query rank  <=>  edge time < t
+    query_rank = torch.searchsorted(edge_time_values, pred_time.double().contiguous())
+    users, items = _NodeSet(num_users), _NodeSet(num_items)
+    users.add(examples, user_ids, 0)
+    user_rows, item_rows = [], []
+
+    nbr, nbr_times, valid, rel = _prefix_window(seq_items, seq_times, seq_len, k)
+    user_rows.append((examples, user_ids, nbr, valid, rel, nbr_times))
+    frontier = items.add(examples.unsqueeze(1).expand_as(nbr)[valid], nbr[valid], 1)
+    for hop in range(1, levels):
+        frontier_examples, frontier_nodes = frontier
+        if frontier_nodes.numel() == 0:
+            break
+        # items sit at odd hops and look up their users, users at even hops their items
+        csr, this_set, other_set, rows = (
+            (item_csr, items, users, item_rows) if hop % 2 == 1 else (user_csr, users, items, user_rows)
+        )
+        positions, valid, rel = _csr_window(csr, frontier_nodes, query_rank[frontier_examples], k)
+        nbr = torch.where(valid, csr.neighbors[positions], 0)
+        nbr_times = torch.where(valid, csr.times[positions], 0.0)
+        rows.append((frontier_examples, frontier_nodes, nbr, valid, rel, nbr_times))
+        frontier = other_set.add(frontier_examples.unsqueeze(1).expand_as(nbr)[valid], nbr[valid], hop + 1)
+
+    user_local, user_counts = users.local_layout(batch, levels)
+    item_local, item_counts = items.local_layout(batch, levels)
+    if pad_to is None:
+        pad_to = (
+            int(user_counts.max()) if batch else 0,
+            int(item_counts.max()) if batch else 0,
+            _max_count(users, levels, batch),
+            _max_count(items, levels, batch),
+        )
+    width_users, width_items, width_expanded_users, width_expanded_items = pad_to
+    user_nbr_index, user_nbr_order, user_nbr_time = _scatter_rows(
+        user_rows, users, user_local, batch, width_expanded_users, k, items, item_local, return_times
+    )
+    item_nbr_index, item_nbr_order, item_nbr_time = _scatter_rows(
+        item_rows, items, item_local, batch, width_expanded_items, k, users, user_local, return_times
+    )
+    out = {
+        "dgsr_user_nodes": _scatter_nodes(users, user_local, user_counts, batch, width_users),
+        "dgsr_item_nodes": _scatter_nodes(items, item_local, item_counts, batch, width_items),
+        "dgsr_user_nbr_index": user_nbr_index,
+        "dgsr_user_nbr_order": user_nbr_order,
+        "dgsr_item_nbr_index": item_nbr_index,
+        "dgsr_item_nbr_order": item_nbr_order,
+    }
+    if return_times:
+        out["dgsr_user_nbr_time"] = user_nbr_time
+        out["dgsr_item_nbr_time"] = item_nbr_time
+    return out
+
+
+def _max_count(node_set, levels, batch):
+    """Largest number of expanded nodes (hop < levels) of one type in one example."""
+    expanded = node_set.hops < levels
+    if not bool(expanded.any()):
+        return 0
+    return int(torch.bincount(node_set.keys[expanded] // node_set.base, minlength=batch).max())
+
+
+def _config_int(config, key, minimum):
+    value = config[key]
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{key} must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+class SubgraphSampler:
+    """Batch transform: adds each example's sub-graph (the ``dgsr_*`` fields of the module docstring)."""
+
+    def __init__(self, config, dataset, phase):
+        for attribute in ("user_csr", "item_csr", "edge_time_values"):
+            if not hasattr(dataset, attribute):
+                raise ValueError(
+                    f"SubgraphSampler needs a DynamicGraphDataset after build() (missing {attribute}); "
+                    "run DGSR through recbole_ext's create_dataset/data_preparation"
+                )
+        self.user_csr, self.item_csr = dataset.user_csr, dataset.item_csr
+        self.edge_time_values = dataset.edge_time_values
+        self.num_users, self.num_items = dataset.user_num, dataset.item_num
+        self.uid_field, self.time_field = dataset.uid_field, dataset.time_field
+        self.item_list_field = dataset.item_id_list_field
+        self.time_list_field = getattr(dataset, f"{dataset.time_field}_list_field")
+        self.length_field = dataset.item_list_length_field
+        self.max_neighbors = _config_int(config, "max_neighbors", 1)
+        self.levels = expanded_levels(_config_int(config, "n_layers", 0), _config_int(config, "subgraph_order", 1))
+        self.pad_to = None
+        mode = config["eval_args"]["mode"]
+        mode = mode.get(phase, "full") if isinstance(mode, dict) else mode
+        if phase != "train" and not str(mode).startswith("full"):
+            # sampled evaluation concatenates single-user transforms: widths must not vary
+            self.pad_to = fixed_sizes(self.levels, self.max_neighbors, self.num_users, self.num_items)
+
+    def __call__(self, dataset, interaction):
+        fields = sample_subgraphs(
+            self.user_csr,
+            self.item_csr,
+            self.edge_time_values,
+            interaction[self.uid_field],
+            interaction[self.item_list_field],
+            interaction[self.time_list_field],
+            interaction[self.length_field],
+            interaction[self.time_field],
+            self.num_users,
+            self.num_items,
+            self.max_neighbors,
+            self.levels,
+            pad_to=self.pad_to,
+        )
+        interaction.update(Interaction(fields))
+        return interaction
