@@ -13,8 +13,11 @@ The score of item j for user u with short-term window L and earlier history H is
 * short term (Eq. 1): h_i = tanh(W1 [sum_k A_ik e_k ; e_i]) over the co-occurrence graph A built
   from the training split (:mod:`recbole_ext.data.dataset.multi_target`), averaged over L;
 * long term (Eqs. 3-4): multi-dimensional attention (h rows, softmax over the history positions,
-  padding masked) over E[H] + sinusoidal positions gives the query z; a key-value memory of m
-  slots shared by all users gives p^H = z + o. An empty history gives z = 0 (then p^H is the
+  padding masked) over E[H] + sinusoidal positions gives the query z. The encoding is scaled to
+  the item embeddings (``position_scale``): the Transformer adds its unit-amplitude encoding to
+  embeddings of unit scale, whereas ours start at std 1/d, and a raw encoding would make z a
+  function of the history length alone. A key-value memory of m slots shared by all users gives
+  p^H = z + o. An empty history gives z = 0 (then p^H is the
   memory's answer to the zero query, the mean of its values);
 * fusion (Eq. 5): the gate g = sigmoid(Wg1 s + Wg2 p^H + Wg3 p_u), p^C = g*s + (1-g)*p^H;
 * E (input) and Q (output) are separate item tables, P holds the users.
@@ -113,6 +116,9 @@ class MAGNN(SequentialRecommender):
         self.history_length = config["history_length"]
         self.loss_type = config["loss_type"]
         self.neighbour_scope = config["neighbour_scope"]
+        # None: the item embeddings' init std, the Transformer's 1:1 ratio of token to position scale
+        position_scale = config["position_scale"]
+        self.position_scale = 1.0 / self.embedding_size if position_scale is None else float(position_scale)
         self.use_short_term, self.use_long_term, self.fusion, self.use_cooccurrence = VARIANTS[config["variant"]]
         self.n_users = dataset.user_num
         dim = self.embedding_size
@@ -156,6 +162,9 @@ class MAGNN(SequentialRecommender):
             raise ValueError(
                 f"MAGNN: 'neighbour_scope' must be one of {NEIGHBOUR_SCOPES}, got {config['neighbour_scope']!r}"
             )
+        scale = config["position_scale"]
+        if scale is not None and (isinstance(scale, bool) or not isinstance(scale, (int, float)) or scale < 0):
+            raise ValueError(f"MAGNN: 'position_scale' must be None or a number >= 0, got {scale!r}")
         for key in ("embedding_size", "attention_dimensions", "memory_slots", "window_length"):
             value = config[key]
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -202,7 +211,8 @@ class MAGNN(SequentialRecommender):
         history_mask = history > 0
         # position 1 is the item just before the window, counting backwards
         distance = torch.arange(history.size(1), 0, -1, device=history.device)
-        encoded = self.input_item_embedding(history) + sinusoidal_positions(distance, self.embedding_size)
+        positions = self.position_scale * sinusoidal_positions(distance, self.embedding_size)
+        encoded = self.input_item_embedding(history) + positions
         query = self.attention(encoded, history_mask, user_embedding)
         return self.memory(query)
 
