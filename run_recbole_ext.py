@@ -29,6 +29,8 @@ def build_parser():
 
 
 def main(argv=None):
+    from recbole_ext.errors import USER_ERRORS, report_user_error
+
     argv = sys.argv[1:] if argv is None else argv
     args, _ = build_parser().parse_known_args(argv)
     config_files = args.config_files.strip().split(" ") if args.config_files else None
@@ -44,13 +46,10 @@ def main(argv=None):
             world_size=args.world_size, ip=args.ip, port=args.port, group_offset=args.group_offset,
             result_file=args.result_file,
         )
-    except (ValueError, KeyError, FileNotFoundError) as error:
-        # a user error (unknown name, bad config value, malformed file): one line, no traceback
+    except USER_ERRORS as error:
         if args.traceback:
             raise
-        message = error.args[0] if isinstance(error, KeyError) and error.args else error
-        print(f"recbole-ext: error: {message}", file=sys.stderr)
-        return 2
+        return report_user_error(error)
     return 0
 
 

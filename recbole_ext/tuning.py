@@ -275,16 +275,16 @@ def parse_fixed_overrides(unknown_args):
 
 def main(argv=None):
     """Run a tuning; returns 0, or 2 after a user error (one line, no traceback)."""
+    from recbole_ext.errors import USER_ERRORS, report_user_error
+
     argv = sys.argv[1:] if argv is None else argv
     args, unknown = build_parser().parse_known_args(argv)
     try:
         return _main(args, unknown)
-    except (ValueError, KeyError, FileNotFoundError) as error:
+    except USER_ERRORS as error:
         if args.traceback:
             raise
-        message = error.args[0] if isinstance(error, KeyError) and error.args else error
-        print(f"recbole-ext: error: {message}", file=sys.stderr)
-        return 2
+        return report_user_error(error)
 
 
 def _main(args, unknown):
