@@ -28,6 +28,7 @@ import recbole_ext  # noqa: E402,F401  (compat shims first)
 from recbole_ext import registry  # noqa: E402
 from recbole_ext.config import Config  # noqa: E402
 from recbole_ext.data import create_dataset, data_preparation  # noqa: E402
+from common import evaluation_settings  # noqa: E402  (benchmarks/common.py)
 
 ML100K_PATH = os.path.join(os.path.dirname(recbole.__file__), "dataset_example") + os.sep
 
@@ -45,18 +46,10 @@ def _config(model, dataset, args, mode):
         "local_mode": args.local_mode,
         "MAX_ITEM_LIST_LENGTH": args.max_len,
         "train_batch_size": args.batch_size,
-        "eval_batch_size": 4096,
         "learning_rate": args.lr_dgsr if model == "DGSR" else args.lr_sasrec,
         "stopping_step": 100,
-        "seed": 2020,
-        "reproducibility": True,
-        "show_progress": False,
-        "state": "ERROR",
-        "use_gpu": False,
         "eval_args": {"split": {"LS": "valid_and_test"}, "order": "TO", "mode": mode},
-        "metrics": ["Hit", "NDCG"],
-        "topk": [10],
-        "valid_metric": "NDCG@10",
+        **evaluation_settings(state="ERROR"),
     }
     if model == "SASRec":
         config_dict.update(n_layers=2, hidden_dropout_prob=0.2, attn_dropout_prob=0.2, weight_decay=0.0)

@@ -22,6 +22,8 @@ import tempfile
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
+from common import evaluation_settings  # noqa: E402  (benchmarks/common.py)
+
 RUNS = {
     "SASRec": ("SASRec", {"n_layers": 2, "n_heads": 2, "inner_size": 128, "hidden_dropout_prob": 0.2,
                           "attn_dropout_prob": 0.2}),
@@ -41,19 +43,14 @@ def common_config(args, checkpoint_dir):
         "embedding_size": args.dim,
         "MAX_ITEM_LIST_LENGTH": args.max_len,
         "train_batch_size": 512,
-        "eval_batch_size": 2048,
         "learning_rate": args.lr,
         "loss_type": "CE",
         "train_neg_sample_args": None,
         "eval_args": {"split": {"LS": "valid_and_test"}, "order": "TO", "mode": "full", "group_by": "user"},
-        "metrics": ["NDCG", "Hit", "MRR"],
-        "topk": [10],
-        "valid_metric": "NDCG@10",
-        "seed": args.seed,
-        "reproducibility": True,
-        "show_progress": False,
-        "state": "ERROR",
-        "checkpoint_dir": checkpoint_dir,
+        **evaluation_settings(
+            seed=args.seed, state="ERROR", eval_batch_size=2048, checkpoint_dir=checkpoint_dir,
+            metrics=("NDCG", "Hit", "MRR"),
+        ),
     }
 
 

@@ -29,6 +29,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from recbole_ext.quick_start import run_single  # noqa: E402
+from common import evaluation_settings  # noqa: E402  (benchmarks/common.py)
 
 MODELS = {
     "SASRec (CE)": ("SASRec", {"loss_type": "CE", "train_neg_sample_args": None}),
@@ -49,17 +50,8 @@ def shared_config(args, epochs):
         "attn_dropout_prob": 0.2,
         "MAX_ITEM_LIST_LENGTH": args.max_len,
         "train_batch_size": args.batch_size,
-        "eval_batch_size": 4096,
         "stopping_step": epochs,
-        "metrics": ["Hit", "NDCG"],
-        "topk": [10],
-        "valid_metric": "NDCG@10",
-        "seed": args.seed,
-        "reproducibility": True,
-        "show_progress": False,
-        "state": "WARNING",
-        "use_gpu": False,
-        "checkpoint_dir": args.checkpoint_dir,
+        **evaluation_settings(seed=args.seed, checkpoint_dir=args.checkpoint_dir),
     }
 
 

@@ -21,6 +21,7 @@ import tempfile
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from recbole_ext.quick_start import run_single  # noqa: E402
+from common import evaluation_settings  # noqa: E402  (benchmarks/common.py)
 
 RUNS = {
     "MAGNN (BPR, paper)": ("MAGNN", {"loss_type": "BPR", "train_neg_sample_args": None}),
@@ -39,18 +40,9 @@ def common_config(args, checkpoint_dir):
         "hidden_size": args.dim,
         "MAX_ITEM_LIST_LENGTH": args.max_len,
         "train_batch_size": args.batch_size,
-        "eval_batch_size": 4096,
         "learning_rate": 1e-3,
         "eval_args": {"split": {"LS": "valid_and_test"}, "order": "TO", "mode": "full", "group_by": "user"},
-        "metrics": ["NDCG", "Hit"],
-        "topk": [10],
-        "valid_metric": "NDCG@10",
-        "seed": args.seed,
-        "reproducibility": True,
-        "show_progress": False,
-        "state": "WARNING",
-        "use_gpu": False,
-        "checkpoint_dir": checkpoint_dir,
+        **evaluation_settings(seed=args.seed, checkpoint_dir=checkpoint_dir),
     }
 
 

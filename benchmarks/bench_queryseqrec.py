@@ -25,6 +25,8 @@ import time
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 
+from common import evaluation_settings  # noqa: E402  (benchmarks/common.py)
+
 
 def quality_and_speed(args):
     import recbole_ext  # noqa: F401  (compat shims)
@@ -46,10 +48,8 @@ def quality_and_speed(args):
         "epochs": args.epochs, "hidden_size": args.hidden, "inner_size": 2 * args.hidden,
         "n_layers": 2, "n_heads": 2, "MAX_ITEM_LIST_LENGTH": args.max_len,
         "hidden_dropout_prob": 0.2, "attn_dropout_prob": 0.2, "train_batch_size": 256,
-        "eval_batch_size": 2048, "learning_rate": 1e-3, "stopping_step": 1000,
-        "train_neg_sample_args": None, "loss_type": "CE", "show_progress": False,
-        "state": "ERROR", "seed": 2020, "reproducibility": True, "metrics": ["Hit", "NDCG"],
-        "topk": [10], "valid_metric": "NDCG@10", "use_gpu": False,
+        "learning_rate": 1e-3, "stopping_step": 1000, "train_neg_sample_args": None, "loss_type": "CE",
+        **evaluation_settings(state="ERROR", eval_batch_size=2048),
     }
     runs = [("SASRec", "SASRec", {}),
             ("QuerySeqRec", "QuerySeqRec", {}),

@@ -31,6 +31,9 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO_ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)  # also when loaded by path, as the tests do
+
+from common import evaluation_settings  # noqa: E402  (benchmarks/common.py)
 
 #: Stock RecBole models the five papers compare with (where RecBole has them).
 STOCK_BASELINES = ["SASRec", "GRU4Rec", "NARM", "STAMP", "SRGNN", "GCSAN", "Caser", "BERT4Rec"]
@@ -90,14 +93,7 @@ def shared_config(args):
         "n_heads": 2,
         "MAX_ITEM_LIST_LENGTH": args.max_len or (10 if args.quick else 50),
         "train_batch_size": args.batch_size,
-        "eval_batch_size": 4096,
-        "metrics": ["Hit", "NDCG"],
-        "topk": [10],
-        "valid_metric": "NDCG@10",
-        "seed": args.seed,
-        "reproducibility": True,
-        "show_progress": False,
-        "state": "WARNING",
+        **evaluation_settings(seed=args.seed),
         "use_gpu": bool(args.gpu),
     }
 
