@@ -63,6 +63,6 @@ setup(
         "test": ["pytest>=8", "hyperopt==0.2.5"],
     },
     entry_points={
-        "console_scripts": ["recbole-ext=run_recbole_ext:main", "recbole-ext-hyper=run_hyper_ext:main"]
+        "console_scripts": ["recbole-ext=recbole_ext.cli:main", "recbole-ext-hyper=recbole_ext.tuning:main"]
     },
 )

@@ -64,8 +64,8 @@ class ResumeConflictError(ValueError):
 
 
 def build_parser():
-    """``run_recbole_ext.py``'s flags plus the comparison's own."""
-    from run_recbole_ext import build_parser as build_run_parser
+    """The run's flags (:mod:`recbole_ext.cli`) plus the comparison's own."""
+    from recbole_ext.cli import build_parser as build_run_parser
 
     parser = build_run_parser()
     parser.allow_abbrev = False  # a config key such as --metric must never be taken for --metrics
@@ -510,6 +510,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    from run_recbole_ext import main as run_main
+    from recbole_ext.cli import main as cli_main
 
-    sys.exit(run_main(sys.argv[1:]))
+    sys.exit(cli_main(sys.argv[1:]))

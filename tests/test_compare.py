@@ -125,12 +125,26 @@ def test_user_errors_are_one_clear_value_error():
         compare.main(["--model=SASRec,HUGT", "--metric=AUC"])
 
 
+def test_the_library_never_imports_the_cli_script():
+    import subprocess
+    import sys
+
+    from conftest import REPO_ROOT
+
+    code = (
+        "import sys; import recbole_ext.compare as c, recbole_ext.cli, recbole_ext.tuning, recbole_ext.quick_start; "
+        "c.build_parser(); assert 'run_recbole_ext' not in sys.modules, 'imported'"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-1000:]
+
+
 # ---------------------------------------------------------------------------------------------
 # one real comparison: fairness, files, resume
 
 
 def test_two_model_comparison_is_fair_writes_tables_and_resumes(tmp_path, capsys):
-    from run_recbole_ext import main as cli_main
+    from recbole_ext.cli import main as cli_main
 
     output_dir = str(tmp_path / "cmp")
     argv = [
