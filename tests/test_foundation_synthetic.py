@@ -33,11 +33,12 @@ def test_deterministic_per_seed(small):
     assert not small.inter.equals(other.inter)
 
 
-def test_shipped_copy_is_what_the_documented_command_generates(tmp_path):
-    synthetic.main(["--output", str(tmp_path / "synthetic")])
+@pytest.mark.parametrize("name, args", [("synthetic", []), ("synthetic-weakq", synthetic.WEAKQ_ARGS)])
+def test_shipped_copy_is_what_the_documented_command_generates(tmp_path, name, args):
+    synthetic.main(args + ["--output", str(tmp_path / name)])
     for suffix in ("inter", "query", "item"):
-        shipped = os.path.join(paths.DATASET_ATOMIC_DIR, "synthetic", f"synthetic.{suffix}")
-        regenerated = tmp_path / "synthetic" / f"synthetic.{suffix}"
+        shipped = os.path.join(paths.DATASET_ATOMIC_DIR, name, f"{name}.{suffix}")
+        regenerated = tmp_path / name / f"{name}.{suffix}"
         with open(shipped, "rb") as a, open(regenerated, "rb") as b:
             assert a.read() == b.read(), suffix
     assert os.path.getsize(shipped) < 5 * 2**20
@@ -92,6 +93,117 @@ def test_signal_micro_behaviours_choose_the_successor(small):
     assert complement[carted].mean() > 0.45
     assert complement[~carted].mean() < 0.1
     assert view_successor[slot == 2].mean() > 0.45
+
+
+def test_signal_first_operation_names_direct_items(small):
+    """Only direct items (id a multiple of 4) start with another operation than ``view``: the
+    target's first operation (EMBSR's ``star_op: target``) predicts the item."""
+    macro = macro_events(small.inter)
+    first = np.array([run[0] for run in macro.op])
+    direct = macro.item_id.to_numpy() % SMALL.direct_item_every == 0
+    assert (first[~direct] == "view").all()
+    non_view = first != "view"
+    assert direct[non_view].all() and non_view.sum() > 100
+    # documented: the cart/buy and detail/comments patterns, 0.25 + 0.35 of direct items' clicks
+    assert 0.5 < non_view[direct].mean() < 0.7, non_view[direct].mean()
+    assert set(first[non_view]) == {"cart", "detail"}
+
+
+def test_direct_starts_change_only_first_operations(small):
+    """The rewrite comes from its own random stream: without it the same clicks, times, sessions
+    and queries are generated, and every run keeps its successor slot."""
+    plain = synthetic.generate(synthetic.SyntheticConfig(users=150, items=200, intents=8, seed=11,
+                                                         direct_item_every=0))
+    columns = ["user_id", "item_id", "timestamp", "session_id"]
+    pd.testing.assert_frame_equal(small.inter[columns], plain.inter[columns])
+    pd.testing.assert_frame_equal(small.query, plain.query)
+    ours, theirs = macro_events(small.inter), macro_events(plain.inter)
+    assert len(ours) == len(theirs)
+    assert [synthetic.successor_slot(r) for r in ours.op] == [synthetic.successor_slot(r) for r in theirs.op]
+    changed = (small.inter.op != plain.inter.op).to_numpy()
+    assert changed.any() and (plain.inter.op[changed] == "view").all()
+    assert set(plain.inter.op) == set(small.inter.op)  # no new operation token
+
+
+def _session_reviews(data):
+    """Share of clicks after a session's first that re-view an item seen earlier in the session."""
+    macro = macro_events(data.inter)
+    seen_before = macro.duplicated(["session_id", "item_id"]).to_numpy()
+    later = macro.duplicated(["session_id"]).to_numpy()
+    return seen_before[later].mean()
+
+
+def _query_follow_ups(data):
+    """For each query: its words, and the first click of the user after it."""
+    macro = macro_events(data.inter).sort_values("timestamp", kind="stable")
+    query = data.query.sort_values("timestamp", kind="stable")
+    joined = pd.merge_asof(query, macro[["user_id", "timestamp", "item_id"]], on="timestamp", by="user_id",
+                           direction="forward", allow_exact_matches=False)
+    return joined.dropna(subset=["item_id"])
+
+
+def _intent_named(joined, data):
+    """Share of queries (with an intent word) whose first word has the intent of the next click."""
+    first = joined["query"].str.split().str[0]
+    has_intent = first.str.startswith("w")
+    query_intent = first[has_intent].str[1:].str.split("_").str[0].astype(int)
+    click_intent = data.item.set_index("item_id")["intent"][joined.item_id[has_intent].astype(int)].to_numpy()
+    return (query_intent.to_numpy() == click_intent).mean()
+
+
+KNOBS = dict(users=150, items=200, intents=8, seed=11)
+
+
+def test_knob_repeats_within_a_session(small):
+    base = _session_reviews(small)
+    repeated = synthetic.generate(synthetic.SyntheticConfig(**KNOBS, p_repeat=0.3))
+    share = _session_reviews(repeated)
+    assert base < 0.1, base  # co-visit cycles alone (documented 3-6%)
+    # documented ~25-29%: p_repeat = 0.3 where an earlier item exists (not at the second click)
+    assert 0.24 < share < 0.35, share
+
+
+def test_knob_zipf_vocabulary_has_many_rare_words(small):
+    def words(data):
+        return pd.Series(data.query["query"].str.split().sum()).value_counts()
+
+    base = words(small)
+    zipf = words(synthetic.generate(synthetic.SyntheticConfig(**KNOBS, query_synonyms=50)))
+    assert len(base) <= SMALL.intents * SMALL.words_per_intent + SMALL.noise_words
+    assert len(zipf) > 5 * len(base)
+    rare = (zipf <= 3).mean()
+    assert rare > 0.5, rare  # documented: most word types occur at most 3 times
+    assert (base <= 3).mean() < 0.05
+
+
+def test_knob_queries_name_the_next_click_with_a_probability(small):
+    assert _intent_named(_query_follow_ups(small), small) > 0.95
+    half = synthetic.generate(synthetic.SyntheticConfig(**KNOBS, p_query_names_next=0.5))
+    share = _intent_named(_query_follow_ups(half), half)
+    assert 0.45 < share < 0.65, share  # documented: 0.5 + 0.5 / intents
+
+
+def test_knob_noise_queries(small):
+    noisy = synthetic.generate(synthetic.SyntheticConfig(**KNOBS, p_noise_query=0.3))
+    only_noise = noisy.query["query"].str.split().map(lambda ws: all(w.startswith("n") for w in ws))
+    assert not small.query["query"].str.split().map(lambda ws: all(w.startswith("n") for w in ws)).any()
+    clicks = len(macro_events(noisy.inter))
+    assert 0.25 < only_noise.sum() / clicks < 0.35  # documented: one per click with p = 0.3
+    # the other queries still name the next click (a noise query sits between some of them and
+    # the click, so measure on the click after each intent query regardless of noise queries)
+    intent_queries = noisy.query[~only_noise.to_numpy()]
+    named = _intent_named(_query_follow_ups(synthetic.SyntheticData(noisy.inter, intent_queries, noisy.item,
+                                                                    noisy.successors)), noisy)
+    assert named > 0.95, named
+
+
+def test_knobs_off_reproduce_the_defaults(small):
+    off = synthetic.generate(synthetic.SyntheticConfig(**KNOBS, p_repeat=0.0, query_synonyms=1,
+                                                       p_query_names_next=1.0, p_noise_query=0.0))
+    pd.testing.assert_frame_equal(small.inter, off.inter)
+    pd.testing.assert_frame_equal(small.query, off.query)
+    with pytest.raises(ValueError, match="p_repeat"):
+        synthetic.generate(synthetic.SyntheticConfig(**KNOBS, p_repeat=1.5))
 
 
 def test_signal_users_keep_long_term_preferences(small):
