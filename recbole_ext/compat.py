@@ -41,10 +41,36 @@ def silence_known_warnings():
     warnings.filterwarnings("ignore", message=r".*torch\.cuda\.amp\.GradScaler.*")
 
 
+def never_unpickle_dataloaders():
+    """RecBole's ``data_preparation`` unpickles ``saved/<dataset>-for-<model>-dataloader.pth`` (or
+    ``dataloaders_save_path``) whenever that file exists, whether or not the run asked for it,
+    and ``save_dataloaders`` writes such pickles (``recbole/data/utils.py``). Unpickling runs
+    code, so a planted file would run on a plain run. Both are replaced, in RecBole's module, by
+    functions that never read or write a pickle: the dataloaders are rebuilt from the dataset
+    (which ``save_dataset`` caches in a format that cannot run code, see ``data/cache.py``).
+    Keep as long as RecBole's dataloader cache is a pickle."""
+    import recbole.data.utils as recbole_data_utils
+
+    def load_split_dataloaders(config):
+        return None
+
+    def save_split_dataloaders(config, dataloaders):
+        from logging import getLogger
+
+        getLogger().warning(
+            "save_dataloaders: not supported by recbole-ext (RecBole's dataloader cache is a pickle, "
+            "which can run code); the dataloaders are rebuilt from the dataset (use save_dataset to cache it)"
+        )
+
+    recbole_data_utils.load_split_dataloaders = load_split_dataloaders
+    recbole_data_utils.save_split_dataloaders = save_split_dataloaders
+
+
 def apply():
     restore_numpy_aliases()
     set_anomaly_detection(False)
     silence_known_warnings()
+    never_unpickle_dataloaders()
 
 
 # Checkpoints --------------------------------------------------------------------------------
@@ -67,7 +93,7 @@ def load_checkpoint(path, map_location="cpu", trust_pickle=False):
         if not trust_pickle:
             raise ValueError(
                 f"{path}: not a recbole-ext checkpoint (it needs full unpickling, which can run "
-                f"arbitrary code); if you trust this file, pass trust_pickle=True "
-                f"(CLI: --trust_checkpoint)"
+                f"arbitrary code); if you trust this file, load it with "
+                f"recbole_ext.quick_start.load_data_and_model(path, trust_pickle=True)"
             ) from error
     return torch.load(path, map_location=map_location, weights_only=False)

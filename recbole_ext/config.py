@@ -8,12 +8,39 @@ RecBole ``overall.yaml`` -> this package's ``properties/overall.yaml`` -> RecBol
 External layers then win, as in RecBole: config files < ``config_dict`` < command line.
 """
 
+import ast
 import os
+import re
+from enum import Enum
 
 import torch
 from recbole.config import Config as RecBoleConfig
 
-from recbole_ext import compat, paths, registry
+from recbole_ext import compat, paths, registry, schema
+
+
+def convert_config_value(value):
+    """RecBole's typing of a string config value (``'3'`` -> 3, ``'[10, 20]'`` -> list,
+    ``'true'`` -> True, other text stays text), with :func:`ast.literal_eval` in place of
+    RecBole's ``eval``: ``eval`` runs any expression, and config values also come from files
+    (checkpoints, result records) that must never run code."""
+    if not isinstance(value, str):
+        return value
+    try:
+        converted = ast.literal_eval(value.strip())
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        lowered = value.lower()
+        return True if lowered == "true" else False if lowered == "false" else value
+    if converted is not None and not isinstance(converted, (str, int, float, list, tuple, dict, bool, Enum)):
+        return value
+    return converted
+
+
+def convert_config_dict(config_dict):
+    """:func:`convert_config_value` over a dict (in place, as RecBole's ``_convert_config_dict``)."""
+    for key in config_dict:
+        config_dict[key] = convert_config_value(config_dict[key])
+    return config_dict
 
 
 class Config(RecBoleConfig):
@@ -44,8 +71,18 @@ class Config(RecBoleConfig):
                 f"add it to metrics/topk or choose another valid_metric"
             )
 
+    def _convert_config_dict(self, config_dict):
+        return convert_config_dict(config_dict)
+
     def _load_cmd_line(self):
-        return super()._load_cmd_line() if self._read_command_line else {}
+        if not self._read_command_line:
+            return {}
+        try:
+            return super()._load_cmd_line()
+        except SyntaxError as error:  # RecBole's report of a key given twice with two values
+            match = re.search(r"'--([^=']+)=", str(error))
+            key = match.group(1) if match else "?"
+            raise schema.ConfigValueError(f"config key '{key}' given twice with different values") from None
 
     def _get_model_and_dataset(self, model, dataset):
         if model is None:
@@ -58,6 +95,7 @@ class Config(RecBoleConfig):
                 raise ValueError("no dataset given: pass --dataset=NAME (or 'dataset' in a config file)")
         model_class = registry.get_model(model)
         model_name = model if isinstance(model, str) else model.__name__
+        schema.validate(model_name, self.external_config_dict)
         return model_name, model_class, dataset
 
     def _load_internal_config_dict(self, model, model_class, dataset):
@@ -89,7 +127,18 @@ class Config(RecBoleConfig):
         config_dict = self._apply_package_yaml(paths.dataset_yaml(dataset))
         self.parameters["Dataset"] += [k for k in config_dict if k not in self.parameters["Dataset"]]
 
+    def _has_dataset_yaml(self):
+        import recbole
+
+        recbole_yaml = os.path.join(os.path.dirname(recbole.__file__), "properties", "dataset", f"{self.dataset}.yaml")
+        return os.path.isfile(recbole_yaml) or os.path.isfile(paths.dataset_yaml(self.dataset))
+
     def _set_default_parameters(self):
+        # RecBole's sample.yaml loads only user_id and item_id of .inter: a user's own dataset
+        # without a yaml would lose its timestamps (every sequential model needs them). With no
+        # dataset yaml and no load_col of the user's, every column the header declares is loaded.
+        if not self._has_dataset_yaml() and "load_col" not in self.external_config_dict:
+            self.final_config_dict["load_col"] = None
         # RecBole's overall.yaml samples one negative per example, which its own check then
         # rejects for CE (every stock sequential yaml is CE). A user who did not ask for negatives
         # wants none under CE; an explicit setting is left for RecBole to judge.

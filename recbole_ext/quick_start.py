@@ -5,6 +5,7 @@ loading a saved model. Every one of them resolves names through :mod:`recbole_ex
 import json
 import logging
 import os
+import re
 import sys
 from logging import getLogger
 
@@ -211,22 +212,52 @@ def _report_to_ray_tune(best_valid_score, test_result):
         tune.report(best_valid_score=float(best_valid_score), **test_result)
 
 
-def load_data_and_model(model_file, trust_pickle=False):
+# Keys whose values are filesystem paths (or switch a cache on): never taken from a checkpoint.
+_PATH_KEY = re.compile(r"(_path|_dir|_file|_files)$")
+_CACHE_SWITCHES = {"save_dataset": False, "save_dataloaders": False, "dataset_save_path": None, "dataloaders_save_path": None}
+
+
+def checkpoint_external_config(saved):
+    """The stored external config of a safe checkpoint, without any path-valued key (cache and
+    checkpoint locations, data folders, config files) and with caching off: loading a model
+    rebuilds its data from the atomic files and never follows a path stored in the file it
+    loads (a stored ``dataset_save_path`` pointing at a pickle would otherwise be unpickled)."""
+    if not isinstance(saved, dict) or not isinstance(saved.get("external"), dict):
+        raise ValueError("checkpoint: its 'config' is not the recbole-ext format (model, dataset, external)")
+    for key in ("model", "dataset"):
+        if not isinstance(saved.get(key), str):
+            raise ValueError(f"checkpoint: its config's {key!r} is not a name")
+    external = {k: v for k, v in saved["external"].items() if not _PATH_KEY.search(str(k)) and k not in _CACHE_SWITCHES}
+    external.update(_CACHE_SWITCHES)
+    return external
+
+
+def load_data_and_model(model_file, trust_pickle=False, config_dict=None):
     """Restore a model trained through the package, with its dataset plugin and dataloaders.
 
     Returns ``(config, model, dataset, train_data, valid_data, test_data)`` like RecBole's
-    function. A checkpoint written by stock RecBole pickles its Config and loads only with
-    ``trust_pickle=True`` (unpickling can run code; only do it for files you trust).
+    function. Paths stored in the checkpoint are ignored (see :func:`checkpoint_external_config`):
+    the data is read from the package's ``dataset_atomic/`` unless ``config_dict`` says otherwise
+    (``config_dict={"data_path": FOLDER}`` for a dataset of your own). A checkpoint written by
+    stock RecBole pickles its Config and loads only with ``trust_pickle=True`` (unpickling can
+    run code; only do it for files you trust).
     """
     checkpoint = load_checkpoint(model_file, map_location="cpu", trust_pickle=trust_pickle)
-    if checkpoint.get("format") == SAFE_CHECKPOINT_FORMAT:
+    if isinstance(checkpoint, dict) and checkpoint.get("format") == SAFE_CHECKPOINT_FORMAT:
         saved = checkpoint["config"]
-        config = Config(
-            model=saved["model"], dataset=saved["dataset"],
-            config_dict=saved["external"], read_command_line=False,
-        )
+        external = checkpoint_external_config(saved)
+        external.update(config_dict or {})
+        config = Config(model=saved["model"], dataset=saved["dataset"], config_dict=external, read_command_line=False)
     else:  # a stock RecBole checkpoint the caller chose to trust
         config = checkpoint["config"]
+        for key, value in dict(_CACHE_SWITCHES, **(config_dict or {})).items():
+            config[key] = value
+    inter_file = os.path.join(config["data_path"], f'{config["dataset"]}.inter')
+    if not os.path.isfile(inter_file):
+        raise FileNotFoundError(
+            f"{model_file}: trained on dataset {config['dataset']!r}, whose {inter_file} is missing; paths "
+            f"stored in a checkpoint are never followed: pass config_dict={{'data_path': FOLDER}}"
+        )
     init_seed(config["seed"], config["reproducibility"])
     init_logger(config)
     logger = getLogger()

@@ -5,58 +5,39 @@ identical unless the dataset declares micro-behaviours); extension models get th
 batch transform or data preparation their registry line names.
 """
 
-import os
-import pickle
-from logging import getLogger
+import importlib
 
-from recbole.data import create_dataset as recbole_create_dataset
 from recbole.data import data_preparation as recbole_data_preparation
-from recbole.utils import set_color
-from recbole.utils.argument_list import dataset_arguments
+from recbole.utils import ModelType
 
 from recbole_ext import registry
+from recbole_ext.data import cache
+from recbole_ext.data.cache import dataset_content_digest  # noqa: F401  (the public name)
+
+
+def recbole_dataset_class(config):
+    """The class RecBole's ``create_dataset`` would build (its per-model ``<Model>Dataset``, else
+    the one of the model type); only the choice is repeated here, so that RecBole's function,
+    which unpickles any cache file it finds, is never called."""
+    module = importlib.import_module("recbole.data.dataset")
+    if hasattr(module, config["model"] + "Dataset"):
+        return getattr(module, config["model"] + "Dataset")
+    by_type = {ModelType.SEQUENTIAL: "SequentialDataset", ModelType.KNOWLEDGE: "KnowledgeBasedDataset"}
+    return getattr(module, by_type.get(config["MODEL_TYPE"], "Dataset"))
 
 
 def create_dataset(config):
-    dataset_class = registry.get_dataset_class(config)
-    if dataset_class is None:
-        return recbole_create_dataset(config)
-    cached = _load_cached_dataset(config, dataset_class)
-    if cached is not None:
-        return cached
+    """The dataset of ``config``; with ``save_dataset: True`` it is cached in the safe, keyed
+    format of :mod:`recbole_ext.data.cache` (and only then read from a cache)."""
+    dataset_class = registry.get_dataset_class(config) or recbole_dataset_class(config)
+    if config["save_dataset"]:
+        cached = cache.load(config, dataset_class)
+        if cached is not None:
+            return cached
     dataset = dataset_class(config)
     if config["save_dataset"]:
-        dataset.save()
+        cache.save(config, dataset)
     return dataset
-
-
-def _load_cached_dataset(config, dataset_class):
-    """RecBole's ``dataset_save_path`` cache, for plugin classes too (same file name scheme)."""
-    default_file = os.path.join(config["checkpoint_dir"], f'{config["dataset"]}-{dataset_class.__name__}.pth')
-    file = config["dataset_save_path"] or default_file
-    if not os.path.exists(file):
-        return None
-    with open(file, "rb") as f:
-        dataset = pickle.load(f)
-    if type(dataset) is not dataset_class:
-        return None
-    # a plugin's own keys (SVD rank, window scheme, ...) live in the model's package yaml
-    for arg in dataset_arguments + ["seed", "repeatable"] + _package_model_keys(config["model"]):
-        if config[arg] != dataset.config[arg]:
-            return None
-    getLogger().info(set_color("Load filtered dataset from", "pink") + f": [{file}]")
-    return dataset
-
-
-def _package_model_keys(model_name):
-    import yaml
-
-    from recbole_ext.paths import model_yaml
-
-    if not os.path.isfile(model_yaml(model_name)):
-        return []
-    with open(model_yaml(model_name), encoding="utf-8") as f:
-        return list((yaml.safe_load(f) or {}).keys())
 
 
 class _ChainedTransform:
