@@ -25,6 +25,7 @@ def tiny_config_dict(**overrides):
         "inner_size": 32,
         "n_layers": 1,
         "n_heads": 2,
+        "n_graph_heads": 1,  # HUGT: one sequence and one graph head (2 of 2 graph heads needs graph_only)
         "MAX_ITEM_LIST_LENGTH": 10,
         "train_batch_size": 256,
         "eval_batch_size": 2048,
