@@ -57,7 +57,8 @@ def shared_config(args, epochs):
 
 def run(model_name, dataset, config_dict):
     started = time.time()
-    record = run_single(model_name, dataset, config_dict=config_dict, saved=False, read_command_line=False)
+    # saved=True: the best validation epoch's checkpoint is what gets tested
+    record = run_single(model_name, dataset, config_dict=config_dict, saved=True, read_command_line=False)
     record["wall_seconds"] = time.time() - started
     return record
 

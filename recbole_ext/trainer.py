@@ -6,7 +6,9 @@ chooses, a subclass that
 - gives each run a checkpoint name of its own (RecBole's has one-second resolution, so two runs
   of one model started in the same second would overwrite each other),
 - runs RecBole's distributed path on CPU with gloo (RecBole hard-codes CUDA device ids), and
-  waits for rank 0's checkpoint before every rank loads it.
+  waits for rank 0's checkpoint before every rank loads it,
+- applies the Adam/AdamW switches ``adam_betas`` and ``amsgrad`` (``properties/overall.yaml``)
+  to the optimiser RecBole builds.
 Training and evaluation themselves are RecBole's, unchanged.
 """
 
@@ -45,7 +47,44 @@ def checkpoint_config(config):
     }
 
 
-class SafeCheckpointMixin:
+ADAM_LEARNERS = ("adam", "adamw")
+DEFAULT_ADAM_BETAS = (0.9, 0.999)  # torch's (and so RecBole's) Adam/AdamW defaults
+
+
+def adam_switches(config):
+    """``(betas, amsgrad)`` from the config, checked; one-line errors name the key."""
+    betas = config["adam_betas"]
+    betas = DEFAULT_ADAM_BETAS if betas is None else betas
+    if (
+        not isinstance(betas, (list, tuple))
+        or len(betas) != 2
+        or not all(isinstance(b, (int, float)) and not isinstance(b, bool) and 0.0 <= b < 1.0 for b in betas)
+    ):
+        raise ValueError(f"adam_betas must be a list of two floats in [0, 1), got {betas!r}")
+    amsgrad = False if config["amsgrad"] is None else config["amsgrad"]
+    if not isinstance(amsgrad, bool):
+        raise ValueError(f"amsgrad must be True or False, got {amsgrad!r}")
+    return tuple(float(b) for b in betas), amsgrad
+
+
+class AdamSwitchesMixin:
+    """RecBole's optimiser, built by RecBole, with ``adam_betas`` and ``amsgrad`` set on it."""
+
+    def _build_optimizer(self, **kwargs):
+        betas, amsgrad = adam_switches(self.config)
+        learner = kwargs.get("learner", self.learner)
+        optimizer = super()._build_optimizer(**kwargs)
+        if (betas, amsgrad) == (DEFAULT_ADAM_BETAS, False):
+            return optimizer
+        if str(learner).lower() not in ADAM_LEARNERS or not isinstance(optimizer, torch.optim.Adam | torch.optim.AdamW):
+            raise ValueError(f"adam_betas and amsgrad apply to learner adam or adamw only, got learner {learner!r}")
+        # torch reads both from the parameter groups at every step; no step has run yet
+        for group in [optimizer.defaults, *optimizer.param_groups]:
+            group["betas"], group["amsgrad"] = betas, amsgrad
+        return optimizer
+
+
+class SafeCheckpointMixin(AdamSwitchesMixin):
     def __init__(self, config, model):
         distributed_on_cpu = not config["single_spec"] and config["device"].type == "cpu"
         if distributed_on_cpu:

@@ -25,6 +25,7 @@ def tiny_config_dict(**overrides):
         "inner_size": 32,
         "n_layers": 1,
         "n_heads": 2,
+        "n_graph_heads": 1,  # HUGT: one sequence and one graph head (2 of 2 graph heads needs graph_only)
         "MAX_ITEM_LIST_LENGTH": 10,
         "train_batch_size": 256,
         "eval_batch_size": 2048,
@@ -45,6 +46,58 @@ def run_tiny(model, dataset="synthetic", saved=False, **overrides):
     return run_single(
         model, dataset, config_dict=tiny_config_dict(**overrides), saved=saved, read_command_line=False
     )
+
+
+def tiny_loaders(model, dataset="synthetic", **overrides):
+    """``(config, dataset, (train, valid, test))`` for :func:`tiny_config_dict`, seeded as RecBole does."""
+    from recbole.utils import init_seed
+
+    from recbole_ext.config import Config
+    from recbole_ext.data import create_dataset, data_preparation
+
+    config = Config(model, dataset, config_dict=tiny_config_dict(**overrides), read_command_line=False)
+    init_seed(config["seed"], config["reproducibility"])
+    built = create_dataset(config)
+    return config, built, data_preparation(config, built)
+
+
+def first_batch(loader):
+    """The first batch of a RecBole dataloader, its transform applied (an ``Interaction``)."""
+    batch = next(iter(loader))
+    return batch[0] if isinstance(batch, tuple) else batch  # full-sort loaders add history indices
+
+
+def fixed_batch_scores(config, dataset, train_batch, eval_batch, steps=1, **overrides):
+    """Full-ranking scores on ``eval_batch`` of ``config["model"]`` built with ``overrides``.
+
+    The model is built under ``init_seed(config["seed"])`` (a ``seed`` override gives the
+    different-seed control), takes ``steps`` optimiser steps (the trainer's optimiser) on
+    ``train_batch``, then scores in eval mode. Two calls that differ in one switch see the same
+    seed and the same batches, so a difference in their scores is the switch's; it costs
+    milliseconds where a training epoch costs seconds. Switches read by a batch transform need
+    batches from loaders built with them.
+    """
+    import copy
+
+    import torch
+    from recbole.utils import init_seed
+
+    from recbole_ext import registry
+
+    config = copy.deepcopy(config)
+    for key, value in overrides.items():
+        config[key] = value
+    init_seed(config["seed"], config["reproducibility"])
+    model = registry.get_model(config["model"])(config, dataset)
+    trainer = registry.get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    model.train()
+    for _ in range(steps):
+        trainer.optimizer.zero_grad()
+        model.calculate_loss(train_batch).backward()
+        trainer.optimizer.step()
+    model.eval()
+    with torch.no_grad():
+        return model.full_sort_predict(eval_batch)
 
 
 @pytest.fixture(autouse=True)

@@ -6,6 +6,7 @@ import pandas as pd
 import torch
 
 from recbole_ext.data.dataloader.multigraph import (
+    bound_micro_behaviours,
     build_micro_sequence,
     build_multigraph,
     dyadic_pair_ids,
@@ -71,14 +72,19 @@ def _reference_graph(items, length):
     return result
 
 
-def test_vectorised_graph_and_micro_sequence_equal_loop_reference():
-    generator = torch.Generator().manual_seed(0)
-    batch, max_len, max_run = 32, 9, 3
+def _random_sessions(seed, batch, n_items, max_len=9, max_run=3):
+    """Right-padded macro items and operation runs with gaps (zeros inside runs)."""
+    generator = torch.Generator().manual_seed(seed)
     length = torch.randint(1, max_len + 1, (batch,), generator=generator)
-    items = torch.randint(1, 5, (batch, max_len), generator=generator)
+    items = torch.randint(1, n_items, (batch, max_len), generator=generator)
     items[torch.arange(max_len).unsqueeze(0) >= length.unsqueeze(1)] = 0
     runs = torch.randint(0, 4, (batch, max_len, max_run), generator=generator)  # gaps: tests left alignment
     runs[items == 0] = 0
+    return items, runs, length
+
+
+def test_vectorised_graph_and_micro_sequence_equal_loop_reference():
+    items, runs, length = _random_sessions(0, 32, 5)
     node_items, alias, num_nodes = build_multigraph(items, length)
     op_runs, run_length = left_align_runs(runs)
     micro_macro, micro_op, micro_length = build_micro_sequence(op_runs, run_length, length)
@@ -108,3 +114,48 @@ def test_dyadic_ids_equal_reference_matrix():
     # every ordered pair of real operations has its own id in 1..|O|^2
     all_ids = dyadic_pair_ids(torch.arange(1, 5).unsqueeze(1), torch.arange(1, 5).unsqueeze(0), num_ops)
     assert sorted(all_ids.flatten().tolist()) == list(range(1, num_ops**2 + 1))
+
+
+def _micro_behaviours(items, runs, length):
+    """Reference: per example, the (item, op) micro-behaviours in time order (empty run -> op 0)."""
+    result = []
+    for row, row_runs, n in zip(items.tolist(), runs.tolist(), length.tolist()):
+        sequence = []
+        for item, run in zip(row[:n], row_runs[:n]):
+            sequence += [(item, op) for op in run if op > 0] or [(item, 0)]
+        result.append(sequence)
+    return result
+
+
+def test_fig3_bound_keeps_the_last_micro_behaviours_and_cuts_the_earliest_run():
+    _, _, items, runs, length = _fig3_batch()
+    op_runs, run_length = left_align_runs(runs)
+    # the last 3 of the 9 micro-behaviours: v3's run (o1, o2, o3) cut to (o2, o3), then v4
+    bounded = bound_micro_behaviours(items, length, op_runs, run_length, bound=3)
+    new_items, new_length, new_runs, new_run_length = bounded
+    assert new_length.tolist() == [2]
+    assert new_items[0].tolist() == [3, 4, 0, 0, 0, 0, 0, 0]
+    assert new_runs[0, :2].tolist() == [[2, 3, 0, 0], [1, 0, 0, 0]] and new_run_length[0, :2].tolist() == [2, 1]
+    assert new_runs[0, 2:].eq(0).all() and new_run_length[0, 2:].eq(0).all()
+    # a bound at least as long as the input changes nothing
+    unchanged = bound_micro_behaviours(items, length, op_runs, run_length, bound=9)
+    for got, expected in zip(unchanged, (items, length, op_runs, run_length)):
+        assert torch.equal(got, expected)
+
+
+def test_vectorised_bound_equals_the_last_micro_behaviours_of_the_reference():
+    batch = 64
+    items, runs, length = _random_sessions(1, batch, 6)
+    op_runs, run_length = left_align_runs(runs)
+    full = _micro_behaviours(items, op_runs, length)
+    for bound in (1, 2, 5, 11):
+        new_items, new_length, new_runs, new_run_length = bound_micro_behaviours(
+            items, length, op_runs, run_length, bound
+        )
+        got = _micro_behaviours(new_items, new_runs, new_length)
+        micro_length = build_micro_sequence(new_runs, new_run_length, new_length)[2]
+        for b in range(batch):
+            assert len(got[b]) <= bound and int(micro_length[b]) == len(got[b])
+            # the last `bound` micro-behaviours, except that a cut run never becomes an empty one
+            assert got[b] == full[b][-bound:], (bound, b)
+        assert any(len(sequence) > bound for sequence in full)  # the bound did bind

@@ -1,5 +1,6 @@
 """HUGT: building blocks (hand-computed), leakage, padding invariance, config errors."""
 
+import os
 from collections import deque
 from types import SimpleNamespace
 
@@ -55,8 +56,8 @@ SWITCHES = [
     {},
     {"graph_mode": "se"},
     {"n_graph_heads": 0},
-    {"n_graph_heads": 4},
-    {"n_graph_heads": 4, "graph_mode": "se"},
+    {"n_graph_heads": 4, "graph_only": True},
+    {"n_graph_heads": 4, "graph_only": True, "graph_mode": "se"},
     {"position_encoding": "distance"},
     {"position_encoding": "absolute"},
     {"position_encoding": "none"},
@@ -320,6 +321,38 @@ def test_loss_and_predictions(overrides):
 def test_bad_config_values_name_the_key(key, value):
     with pytest.raises(ValueError, match=key):
         HUGT(DictConfig(BASE_CONFIG, **{key: value}), fake_dataset())
+
+
+def test_no_sequence_heads_only_when_asked_for():
+    # n_heads lowered to the yaml's n_graph_heads silently removed every sequence head (issue 12)
+    with pytest.raises(ValueError, match="no sequence heads; set graph_only: True"):
+        HUGT(DictConfig(BASE_CONFIG, n_graph_heads=4), fake_dataset())
+    with pytest.raises(ValueError, match="graph_only: True needs n_graph_heads == n_heads"):
+        HUGT(DictConfig(BASE_CONFIG, graph_only=True), fake_dataset())
+    with pytest.raises(ValueError, match="graph_only must be True or False"):
+        HUGT(DictConfig(BASE_CONFIG, graph_only="yes"), fake_dataset())
+    model = HUGT(DictConfig(BASE_CONFIG, n_graph_heads=4, graph_only=True), fake_dataset())
+    assert model.stage_layouts == [(0, 4)]
+    # staged arrangements have graph-only stages by definition: nothing to ask for
+    staged = HUGT(DictConfig(BASE_CONFIG, n_graph_heads=4, head_arrangement="graph_then_sequence"), fake_dataset())
+    assert staged.stage_layouts == [(0, 4), (4, 0)]
+
+
+def test_no_sequence_heads_is_one_line_and_exit_2_on_the_command_line():
+    import subprocess
+    import sys
+
+    from conftest import REPO_ROOT
+
+    command = [
+        sys.executable, os.path.join(REPO_ROOT, "run_recbole_ext.py"), "--model=HUGT", "--dataset=synthetic",
+        "--n_heads=2", "--n_graph_heads=2", "--hidden_size=8", "--epochs=1", "--state=ERROR",
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert lines[-1].startswith("recbole-ext: error: n_graph_heads (2) equals n_heads (2)"), lines[-3:]
 
 
 def test_last_position_loss_needs_every_prefix():

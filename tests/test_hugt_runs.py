@@ -17,7 +17,7 @@ SWITCHES = [
     {},
     {"graph_mode": "se"},
     {"n_graph_heads": 0},  # SASRec-Ours
-    {"n_graph_heads": 2, "graph_mode": "se"},  # graph heads only
+    {"n_graph_heads": 2, "graph_only": True, "graph_mode": "se"},  # graph heads only
     {"position_encoding": "distance"},
     {"position_encoding": "absolute"},
     {"position_encoding": "none"},
@@ -78,3 +78,22 @@ def test_same_seed_same_metrics():
     second = run_tiny("HUGT", "ml-100k", graph_mode="se", **PREFIXES, **HUGT_TINY, **ML100K_TINY)
     assert first["test_result"] == second["test_result"]
     assert first["best_valid_result"] == second["best_valid_result"]
+
+
+def test_benchmark_tests_the_best_validation_checkpoint(monkeypatch):
+    """bench_hugt.py reports the best validation epoch (issue 12): it must train with saved=True,
+    which makes run_single test the best checkpoint instead of the last epoch."""
+    import importlib.util
+    import os
+
+    from conftest import REPO_ROOT
+
+    path = os.path.join(REPO_ROOT, "benchmarks", "bench_hugt.py")
+    monkeypatch.syspath_prepend(os.path.dirname(path))
+    spec = importlib.util.spec_from_file_location("bench_hugt_under_test", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    calls = []
+    monkeypatch.setattr(bench, "run_single", lambda *args, **kwargs: calls.append(kwargs) or {})
+    bench.run("HUGT", "synthetic", {"epochs": 1})
+    assert calls and all(call["saved"] is True for call in calls)

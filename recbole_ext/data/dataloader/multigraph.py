@@ -24,6 +24,10 @@ Fields added to each batch (``B`` examples):
 * ``mg_star_pairs`` ``[B, 1 + L*R]``: dyadic ids ``r(star op, o_j)``; index 0 is the star's pair
   with itself, then one per micro-behaviour. Only the star row of the relation matrix is built:
   the model reads the attention output of the star only, so the other rows are never used.
+
+With ``input_bound: micro_behaviours`` the input is first cut to its last
+``max_micro_behaviours`` micro-behaviours (the paper's T_max; :func:`bound_micro_behaviours`),
+``item_id_list`` and ``item_length`` included, before anything above is built.
 """
 
 import torch
@@ -31,6 +35,7 @@ import torch
 from recbole.data.interaction import Interaction
 
 STAR_OP_MODES = ("next", "target")
+INPUT_BOUNDS = ("macro_items", "micro_behaviours")
 
 
 def dyadic_pair_ids(first_ops, second_ops, num_op_values):
@@ -100,6 +105,37 @@ def build_micro_sequence(op_runs, run_length, item_length):
     return micro_macro, micro_op, valid.sum(1)
 
 
+def bound_micro_behaviours(item_seq, item_length, op_runs, run_length, bound):
+    """Keep only the last ``bound`` micro-behaviours of each input (the paper's T_max).
+
+    ``op_runs`` are left-aligned (:func:`left_align_runs`); a real macro item with an empty run
+    counts as one micro-behaviour, as in :func:`build_micro_sequence`. Macro items left without
+    any micro-behaviour are dropped (the rest move to the front), and the earliest kept macro item
+    keeps only the latest operations of its run. Returns ``(item_seq, item_length, op_runs,
+    run_length)`` with the input shapes.
+    """
+    batch_size, max_len, max_run = op_runs.shape
+    device = op_runs.device
+    positions = torch.arange(max_len, device=device).unsqueeze(0)
+    is_real = positions < item_length.unsqueeze(1)
+    micro_count = torch.where(is_real, run_length.clamp(min=1), torch.zeros_like(run_length))
+    later = micro_count.flip(1).cumsum(1).flip(1) - micro_count  # micro-behaviours after each item
+    kept = torch.minimum((bound - later).clamp(min=0), micro_count)
+    start = (is_real & (kept == 0)).sum(1)  # the dropped macro items are a prefix
+    new_length = item_length - start
+    source = (positions + start.unsqueeze(1)).clamp(max=max_len - 1)
+    keep = positions < new_length.unsqueeze(1)
+    item_seq = torch.gather(item_seq, 1, source) * keep
+    kept = torch.gather(kept, 1, source) * keep
+    run_length = torch.gather(run_length, 1, source) * keep
+    op_runs = torch.gather(op_runs, 1, source.unsqueeze(-1).expand(-1, -1, max_run)) * keep.unsqueeze(-1)
+    # a run cut short keeps its latest `kept` operations (slots run_length - kept .. run_length - 1)
+    first_kept_slot = (run_length - kept).clamp(min=0)
+    op_runs = op_runs * (torch.arange(max_run, device=device) >= first_kept_slot.unsqueeze(-1))
+    op_runs, run_length = left_align_runs(op_runs)
+    return item_seq, new_length, op_runs, run_length
+
+
 class MultigraphTransform:
     """Batch transform installed on EMBSR's dataloaders (see the module docstring for the fields)."""
 
@@ -119,6 +155,19 @@ class MultigraphTransform:
             raise ValueError(f"star_op must be one of {STAR_OP_MODES}, got {self.star_op!r}")
         # the dataset plugin keeps the target's first operation in this field (see MicroBehaviourDataset)
         self.target_op_field = getattr(dataset, "target_first_op_field", None)
+        self.input_bound = config["input_bound"] or "macro_items"
+        if self.input_bound not in INPUT_BOUNDS:
+            raise ValueError(f"input_bound must be one of {INPUT_BOUNDS}, got {self.input_bound!r}")
+        self.max_micro_behaviours = config["max_micro_behaviours"]
+        if self.input_bound == "micro_behaviours" and (
+            isinstance(self.max_micro_behaviours, bool)
+            or not isinstance(self.max_micro_behaviours, int)
+            or self.max_micro_behaviours < 1
+        ):
+            raise ValueError(
+                f"max_micro_behaviours must be a positive integer with input_bound: micro_behaviours, "
+                f"got {self.max_micro_behaviours!r}"
+            )
         self.num_op_values = dataset.num(op_field)  # real ops 1..n-1, plus the "next" id n
         self.next_op_id = self.num_op_values
 
@@ -129,6 +178,11 @@ class MultigraphTransform:
         if op_list.dim() == 2:  # runs of length 1 are stored as a plain token list
             op_list = op_list.unsqueeze(-1)
         op_runs, run_length = left_align_runs(op_list)
+        if self.input_bound == "micro_behaviours":
+            item_seq, item_length, op_runs, run_length = bound_micro_behaviours(
+                item_seq, item_length, op_runs, run_length, self.max_micro_behaviours
+            )
+            interaction[self.item_seq_field], interaction[self.length_field] = item_seq, item_length
         node_items, alias, num_nodes = build_multigraph(item_seq, item_length)
         micro_macro, micro_op, micro_length = build_micro_sequence(op_runs, run_length, item_length)
         if self.star_op == "target":

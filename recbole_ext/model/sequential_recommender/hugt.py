@@ -146,6 +146,17 @@ class HUGT(SequentialRecommender):
         if self.n_graph_heads > self.n_heads:
             raise ValueError(f"n_graph_heads ({self.n_graph_heads}) must not exceed n_heads ({self.n_heads})")
         self.n_seq_heads = self.n_heads - self.n_graph_heads
+        self.graph_only = self._flag(config, "graph_only")
+        self.head_arrangement = self._choice(config, "head_arrangement", HEAD_ARRANGEMENTS)
+        if self.head_arrangement == "concurrent" and self.graph_only != (self.n_seq_heads == 0):
+            # no sequence heads means no head sees positions: easy to get by accident (n_heads
+            # lowered below the yaml's n_graph_heads), so it must be asked for by name
+            raise ValueError(
+                f"n_graph_heads ({self.n_graph_heads}) equals n_heads ({self.n_heads}): HUGT would have "
+                "no sequence heads; set graph_only: True to mean it, or lower n_graph_heads"
+                if not self.graph_only
+                else f"graph_only: True needs n_graph_heads == n_heads, got {self.n_graph_heads} of {self.n_heads}"
+            )
         self.hidden_size = self._positive_int(config, "hidden_size")
         self.inner_size = self._positive_int(config, "inner_size")
         self.hidden_dropout_prob = config["hidden_dropout_prob"]
@@ -157,7 +168,6 @@ class HUGT(SequentialRecommender):
         self.knn_k = self._positive_int(config, "knn_k")
         self.spatial_clip = self._positive_int(config, "spatial_clip")
         self.position_encoding = self._choice(config, "position_encoding", POSITION_ENCODINGS)
-        self.head_arrangement = self._choice(config, "head_arrangement", HEAD_ARRANGEMENTS)
         self.train_positions = self._choice(config, "train_positions", TRAIN_POSITIONS)
         self.loss_candidates = self._non_negative_int(config, "loss_candidates")
         if self.hidden_size % self.n_heads:
@@ -245,6 +255,15 @@ class HUGT(SequentialRecommender):
         value = config[key]
         if value not in choices:
             raise ValueError(f"{key} must be one of {choices}, got {value!r}")
+        return value
+
+    @staticmethod
+    def _flag(config, key):
+        value = config[key]
+        if value is None:
+            return False
+        if not isinstance(value, bool):
+            raise ValueError(f"{key} must be True or False, got {value!r}")
         return value
 
     @staticmethod
