@@ -186,10 +186,25 @@ def test_two_model_comparison_is_fair_writes_tables_and_resumes(tmp_path, capsys
         "test ndcg@10",
         "test hit@10",
         "test ndcg@10 vs SASRec",
+        "test ndcg@10 vs SASRec p",
+        "test ndcg@10 vs SASRec ci low",
+        "test ndcg@10 vs SASRec ci high",
         "test hit@10 vs SASRec",
+        "test hit@10 vs SASRec p",
+        "test hit@10 vs SASRec ci low",
+        "test hit@10 vs SASRec ci high",
         "s/epoch",
         "parameters",
     ]
+    # the per-user values beside each record are RecBole's: their mean is the recorded metric
+    for model in ("SASRec", "HUGT"):
+        values = compare.load_per_user(os.path.join(output_dir, "runs", f"{model}-seed2020.npz"))
+        assert len(values["users"]) == int(runs[model]["targets_digest"]["test"].split(":")[0])
+        assert len(set(values["users"].tolist())) == len(values["users"])
+        for name in ("ndcg@10", "hit@10"):
+            assert round(float(values[name].mean()), 4) == pytest.approx(runs[model]["test_result"][name], abs=1e-4)
+    assert float(table[1]["test ndcg@10 vs SASRec p"]) < 1.0
+    assert float(table[0]["test ndcg@10 vs SASRec"]) == 0.0 and table[0]["test ndcg@10 vs SASRec p"] == ""
     assert float(table[1]["test ndcg@10"]) == pytest.approx(runs["HUGT"]["test_result"]["ndcg@10"])
     assert int(table[1]["parameters"]) == runs["HUGT"]["num_parameters"]
     summary = json.load(open(tmp_path / "summary.json"))
@@ -295,3 +310,112 @@ def test_a_failing_benchmark_run_becomes_a_table_row(tmp_path, monkeypatch):
     report = bench.render_report([failed, ok], args, bench.shared_config(args), "python x", started, started, {"HUGT"})
     assert "| SASRec | RecBole | - | - | - | - | - | - | - | failed: ValueError: no dataset files |" in report
     assert "| HUGT | extension | 2.00 | 500 | 480 | 340 | 0.1234 | 0.2500 | 1,234 | ok |" in report
+
+
+# ---------------------------------------------------------------------------------------------
+# tuned comparison with seeds and significance (issue 12, items 1 and 2): the plumbing, tiny
+
+
+def test_model_specs_with_variants_keep_commas_inside_brackets():
+    entries = compare.parse_model_specs("SASRec, EMBSR[variant=EMBSR-NS,fusion_beta=0.2],HUGT[n_graph_heads=0]")
+    assert [(e.label, e.model, e.fixed) for e in entries] == [
+        ("SASRec", "SASRec", {}),
+        ("EMBSR[variant=EMBSR-NS,fusion_beta=0.2]", "EMBSR", {"variant": "EMBSR-NS", "fusion_beta": 0.2}),
+        ("HUGT[n_graph_heads=0]", "HUGT", {"n_graph_heads": 0}),
+    ]
+    with pytest.raises(ValueError, match="unbalanced"):
+        compare.parse_model_specs("SASRec,EMBSR[variant=EMBSR-NS")
+    with pytest.raises(ValueError, match="--key=value"):
+        compare.parse_model_specs("SASRec,EMBSR[variant]")
+
+
+def test_search_spaces_and_the_default_space():
+    assert compare.space_file("HUGT").endswith("hyper/HUGT.hyper")
+    assert compare.space_file("GRU4Rec") == compare.DEFAULT_SPACE_FILE
+    from recbole_ext.tuning import read_params_file
+
+    (name, kind, (low, high)), *_ = read_params_file(compare.DEFAULT_SPACE_FILE)
+    assert (name, kind) == ("learning_rate", "loguniform")
+    assert compare.describe_space([(name, kind, (low, high))]) == {name: "loguniform [0.0003, 0.01]"}
+
+
+def test_data_digest_sees_a_changed_atomic_file(tmp_path):
+    folder = tmp_path / "d"
+    folder.mkdir()
+    (folder / "d.inter").write_text("user_id:token\titem_id:token\n1\t2\n")
+    before = compare.dataset_files_digest(str(folder))
+    assert before == compare.dataset_files_digest(str(folder))
+    (folder / "d.inter").write_text("user_id:token\titem_id:token\n1\t3\n")
+    assert compare.dataset_files_digest(str(folder)) != before
+    assert compare.setting_digest("d", {}, None, before) != compare.setting_digest("d", {}, None, "other")
+
+
+def test_tuned_comparison_with_seeds_and_paired_tests_writes_json_and_resumes(tmp_path, capsys):
+    from recbole_ext.cli import main as cli_main
+
+    output_dir = str(tmp_path / "tuned")
+    argv = ["--model=SASRec,GRU4Rec", "--dataset=synthetic", f"--output_dir={output_dir}", "--tune=2", "--repeats=2"]
+    argv += _tiny_args(metrics="['NDCG','Hit']", topk=10, valid_metric="NDCG@10", stopping_step=1)
+    assert cli_main(argv) == 0
+
+    result = json.load(open(os.path.join(output_dir, "comparison.json")))
+    assert result["baseline"] == "SASRec" and result["test"] == "Wilcoxon signed-rank test"
+    for label in ("SASRec", "GRU4Rec"):
+        model = result["models"][label]
+        assert model["seeds"] == [2020, 2021]
+        assert model["searched"] == {"learning_rate": "loguniform [0.0003, 0.01]"}
+        # the chosen value is the trial with the best validation score; trials were never tested
+        trials = model["trials"]
+        assert len(trials) == 2 and trials[0]["params"] != trials[1]["params"]
+        best = max(trials, key=lambda t: t["valid_score"])
+        assert model["chosen"] == best["params"] and 3e-4 <= model["chosen"]["learning_rate"] <= 1e-2
+        trial_files = [f for f in os.listdir(os.path.join(output_dir, "trials", label)) if f.endswith(".json")]
+        assert len(trial_files) == 2
+        for file in trial_files:
+            assert "test_result" not in json.load(open(os.path.join(output_dir, "trials", label, file)))
+        runs = [json.load(open(os.path.join(output_dir, "runs", f"{label}-seed{s}.json"))) for s in (2020, 2021)]
+        assert all(r["config"]["learning_rate"] == model["chosen"]["learning_rate"] for r in runs)
+        # same seed, same configuration: the chosen trial's validation score comes back exactly
+        assert runs[0]["best_valid_score"] == pytest.approx(best["valid_score"], abs=1e-12)
+        ndcg = model["test"]["ndcg@10"]
+        assert set(ndcg) == {"mean", "std", "per_seed", "p_value", "change", "change_ci"}
+        assert ndcg["per_seed"] == [r["test_result"]["ndcg@10"] for r in runs]
+        assert ndcg["mean"] == pytest.approx(np.mean(ndcg["per_seed"]))
+        assert ndcg["std"] == pytest.approx(np.std(ndcg["per_seed"], ddof=1))
+        assert set(model["valid"]["ndcg@10"]) >= {"mean", "std", "per_seed"}
+        # another seed changes the per-user values
+        first, second = (compare.load_per_user(os.path.join(output_dir, "runs", f"{label}-seed{s}.npz")) for s in (2020, 2021))
+        assert not np.array_equal(first["ndcg@10"], second["ndcg@10"])
+    assert result["models"]["SASRec"]["test"]["ndcg@10"]["p_value"] is None
+    gru = result["models"]["GRU4Rec"]["test"]["ndcg@10"]
+    assert 0.0 <= gru["p_value"] <= 1.0 and gru["change_ci"][0] <= gru["change"] <= gru["change_ci"][1]
+    # the pooled paired change is the change of the (user, seed) means, recomputed from the .npz
+    pooled = {
+        label: np.concatenate(
+            [compare.load_per_user(os.path.join(output_dir, "runs", f"{label}-seed{s}.npz"))["ndcg@10"] for s in (2020, 2021)]
+        )
+        for label in ("SASRec", "GRU4Rec")
+    }
+    assert gru["change"] == pytest.approx(pooled["GRU4Rec"].mean() / pooled["SASRec"].mean() - 1)
+    markdown = open(os.path.join(output_dir, "comparison.md")).read()
+    assert "tuning: 2 trials per model" in markdown and "Wilcoxon signed-rank test" in markdown
+    assert "| GRU4Rec | hyper/default.hyper | 2 | learning_rate: loguniform [0.0003, 0.01] | learning_rate=" in markdown
+
+    # resume: every trial and run is read back, nothing trains
+    capsys.readouterr()
+    assert cli_main(argv) == 0
+    out = capsys.readouterr().out
+    assert "[compare] training" not in out and out.count("[compare] skipped") == 8  # 4 trials, 4 runs
+    assert json.load(open(os.path.join(output_dir, "comparison.json")))["models"] == result["models"]
+
+
+def test_same_seed_reproduces_the_per_user_values(tmp_path):
+    config = dict(tiny_config_dict(metrics=["NDCG", "Hit"], topk=[10], valid_metric="NDCG@10"))
+    values = []
+    for name in ("a", "b"):
+        record_file = str(tmp_path / name / "runs" / "SASRec-seed2020.json")
+        config["checkpoint_dir"] = str(tmp_path / name / "saved")
+        compare.run_one("SASRec", "synthetic", None, dict(config), record_file, "digest")
+        values.append(compare.load_per_user(compare.per_user_file(record_file)))
+    assert np.array_equal(values[0]["users"], values[1]["users"])
+    assert np.array_equal(values[0]["ndcg@10"], values[1]["ndcg@10"]) and values[0]["ndcg@10"].any()
