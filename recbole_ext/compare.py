@@ -819,6 +819,7 @@ def comparison_json(entries, records_by_label, chosen_by_label, tuning, sig, bas
             "num_parameters": records[0].get("num_parameters"),
         }
         if entry.label in tuning:
+            item["space_file"] = tuning[entry.label]["space_file"]
             item["searched"] = tuning[entry.label]["searched"]
             item["trials"] = tuning[entry.label]["trials"]
         for split, key in (("test", "test_result"), ("valid", "best_valid_result")):
