@@ -17,3 +17,15 @@ def evaluation_settings(seed=2020, state="WARNING", eval_batch_size=4096, checkp
     if checkpoint_dir is not None:
         settings["checkpoint_dir"] = checkpoint_dir
     return settings
+
+
+def run_best_validation(model, dataset, config_dict, checkpoint_dir=None):
+    """Train ``model`` and test the checkpoint of its best validation epoch (RecBole's
+    ``saved=True``: the trainer saves on every validation improvement and ``evaluate`` reloads it),
+    never the last epoch. Returns the run record; ``record["checkpoint"]`` is the tested file."""
+    from recbole_ext.quick_start import run_single
+
+    config = dict(config_dict)
+    if checkpoint_dir is not None:
+        config["checkpoint_dir"] = checkpoint_dir
+    return run_single(model, dataset, config_dict=config, saved=True, read_command_line=False)

@@ -1,19 +1,26 @@
-"""Benchmark every registered extension model and RecBole's baselines side by side.
+"""The results page: every model tuned equally, on several seeds, against SASRec, on each dataset.
 
-For each (dataset, model) it measures, in a subprocess of its own (so memory peaks do not mix and
-a failing model does not stop the table): seconds per training epoch, training examples per
-second, peak resident memory, test NDCG@10 and HR@10 (full ranking, the best validation epoch),
-and the parameter count. All models share the dimensions, epoch budget, batch size, maximum
-length, seed, split and metrics (each model's other keys come from its own yaml). The script
-writes ``benchmarks/RESULTS.md`` (and the raw records as ``RESULTS.json``) itself, with the
-machine, the versions, the exact command and the date.
+``benchmarks/RESULTS.md`` (with ``RESULTS.json`` and PNG plots beside it) is written by this
+script through the tuned comparison protocol of :mod:`recbole_ext.compare`, one
+``run_recbole_ext.py --model=A,B,... --tune=N --repeats=K`` per dataset, in a subprocess:
 
-    python benchmarks/run_benchmarks.py                          # every model, synthetic and ml-100k
-    python benchmarks/run_benchmarks.py --models SASRec HUGT --datasets synthetic --epochs 10
-    python benchmarks/run_benchmarks.py --quick --models SASRec --datasets synthetic   # smoke run
+- every model gets the same N Hyperopt trials of RecBole's HyperTuning over its search space
+  (``properties/hyper/<Model>.hyper``, or ``properties/hyper/default.hyper``: the learning rate),
+  chosen on validation NDCG@10 only, with RecBole's early stopping and one shared epoch cap;
+- only each model's chosen configuration is tested, on K seeds, from its best-validation
+  checkpoint; the page gives mean ± std, and against SASRec a Wilcoxon signed-rank test over
+  (test user, seed) pairs, its p-value and the relative change with a bootstrap 95% interval;
+- it records the settings, the searched ranges and chosen values, the command and the wall time;
+- for datasets with queries (QuerySeqRec), the test NDCG@10 of every model on the examples whose
+  last input event is a query against those whose last input event is an item.
 
-Extension models are read from ``recbole_ext.registry.EXTENSION_MODELS``: a new model is
-benchmarked without any change here.
+    python benchmarks/run_benchmarks.py                      # the full run: the documented budget
+    python benchmarks/run_benchmarks.py --tune 2 --repeats 2 --epochs 3 --models SASRec,HUGT \
+        --datasets synthetic                                  # a smoke run (the page says so)
+
+A page made with less than the full budget (:data:`FULL_BUDGET`) says at its top that it is a
+smoke test that cannot rank models. Records of finished trials and runs stay under ``--work-dir``:
+rerunning the same command resumes (finished trials and runs are skipped).
 """
 
 import argparse
@@ -21,12 +28,10 @@ import datetime
 import json
 import os
 import platform
-import resource
+import re
 import shlex
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -36,8 +41,13 @@ sys.path.insert(0, HERE)  # also when loaded by path, as the tests do
 from common import evaluation_settings  # noqa: E402  (benchmarks/common.py)
 
 #: Stock RecBole models the five papers compare with (where RecBole has them).
-STOCK_BASELINES = ["SASRec", "GRU4Rec", "NARM", "STAMP", "SRGNN", "GCSAN", "Caser", "BERT4Rec"]
+STOCK_BASELINES = ["SASRec", "GRU4Rec", "NARM", "SRGNN", "GCSAN", "BERT4Rec", "Caser"]
 DATASETS = ["synthetic", "ml-100k"]
+BASELINE = "SASRec"
+MAIN_METRIC = "ndcg@10"
+
+#: The documented full run; a page made with less says it is a smoke test.
+FULL_BUDGET = {"tune": 8, "repeats": 3, "epochs": 30}
 
 
 def build_parser():
@@ -46,27 +56,24 @@ def build_parser():
         "--models", nargs="+", default=None, help="models (default: every extension model and the stock baselines)"
     )
     parser.add_argument("--datasets", nargs="+", default=None, help=f"datasets (default: {' '.join(DATASETS)})")
-    parser.add_argument(
-        "--epochs", type=int, default=None, help="training epochs of every run (default 3; 1 with --quick)"
-    )
-    parser.add_argument(
-        "--hidden-size",
-        type=int,
-        default=None,
-        help="hidden and embedding size of every model (default 64; 16 with --quick)",
-    )
-    parser.add_argument("--max-len", type=int, default=None, help="MAX_ITEM_LIST_LENGTH (default 50; 10 with --quick)")
+    parser.add_argument("--tune", type=int, default=FULL_BUDGET["tune"], help="Hyperopt trials per model")
+    parser.add_argument("--repeats", type=int, default=FULL_BUDGET["repeats"], help="seeds of each chosen config")
+    parser.add_argument("--epochs", type=int, default=FULL_BUDGET["epochs"], help="shared epoch cap of every run")
+    parser.add_argument("--stopping-step", type=int, default=5, help="RecBole's early-stopping patience")
+    parser.add_argument("--hidden-size", type=int, default=64, help="hidden and embedding size of every model")
+    parser.add_argument("--max-len", type=int, default=50, help="MAX_ITEM_LIST_LENGTH")
     parser.add_argument("--batch-size", type=int, default=256, help="training batch size of every model")
-    parser.add_argument("--seed", type=int, default=2020)
-    parser.add_argument("--quick", action="store_true", help="tiny settings for a smoke run of the machinery")
+    parser.add_argument("--seed", type=int, default=2020, help="first seed (then seed+1, ...)")
     parser.add_argument("--gpu", action="store_true", help="train on the GPU if there is one (default: CPU)")
-    parser.add_argument("--timeout", type=int, default=3600, help="seconds one run may take before it is stopped")
+    parser.add_argument("--timeout", type=int, default=6 * 3600, help="seconds one dataset's comparison may take")
     parser.add_argument(
-        "--output",
-        default=os.path.join(HERE, "RESULTS.md"),
-        help="the Markdown report (RESULTS.json is written beside it)",
+        "--work-dir",
+        default=os.path.join(HERE, "out", "results"),
+        help="records of trials and runs (a rerun resumes from them)",
     )
-    parser.add_argument("--worker", nargs=2, metavar=("SPEC", "OUT"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--output", default=os.path.join(HERE, "RESULTS.md"), help="the Markdown page (JSON and PNGs beside it)"
+    )
     return parser
 
 
@@ -80,109 +87,167 @@ def default_models():
     return sorted(EXTENSION_MODELS) + STOCK_BASELINES
 
 
-def shared_config(args):
-    hidden = args.hidden_size or (16 if args.quick else 64)
-    epochs = args.epochs or (1 if args.quick else 3)
-    return {
-        "epochs": epochs,
-        "stopping_step": epochs,  # the same budget for every model: no early stop
-        "hidden_size": hidden,
-        "embedding_size": hidden,
-        "inner_size": 4 * hidden,
-        "n_layers": 1 if args.quick else 2,
-        "n_heads": 2,
-        "MAX_ITEM_LIST_LENGTH": args.max_len or (10 if args.quick else 50),
-        "train_batch_size": args.batch_size,
-        **evaluation_settings(seed=args.seed),
-        "use_gpu": bool(args.gpu),
-    }
+def is_full_budget(args):
+    return all(getattr(args, key) >= value for key, value in FULL_BUDGET.items())
 
 
-# ----------------------------------------------------------------------------------------------
-# one run, in its own process
-
-
-def _peak_rss_mib():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux reports KiB
-
-
-def worker(spec_file, out_file):
-    """Train one model (called in a fresh interpreter) and write its measurements."""
-    sys.path.insert(0, REPO_ROOT)
-    with open(spec_file, encoding="utf-8") as f:
-        spec = json.load(f)
-    import recbole_ext.quick_start as quick_start
-
-    rss_after_imports = _peak_rss_mib()
-    counted = {}
-    prepare = quick_start.data_preparation
-
-    def counting_data_preparation(config, dataset):
-        # instrumentation of this benchmark process only: the number of training examples
-        loaders = prepare(config, dataset)
-        train = loaders[0]
-        counted["train_examples"] = getattr(train, "sample_size", None) or len(train._dataset)
-        return loaders
-
-    quick_start.data_preparation = counting_data_preparation
-    started = time.perf_counter()
-    record = quick_start.run_single(
-        spec["model"], spec["dataset"], config_dict=spec["config"], saved=True, read_command_line=False
+def shared_overrides(args):
+    """Config keys every model shares. Only dimensions, lengths, budget and evaluation: each
+    model's own structure (heads, layers) stays its yaml's, so no model is silently reshaped."""
+    settings = evaluation_settings(seed=args.seed, state="ERROR")
+    settings.update(
+        {
+            "epochs": args.epochs,
+            "stopping_step": args.stopping_step,
+            "hidden_size": args.hidden_size,
+            "embedding_size": args.hidden_size,
+            "MAX_ITEM_LIST_LENGTH": args.max_len,
+            "train_batch_size": args.batch_size,
+            "use_gpu": bool(args.gpu),
+        }
     )
-    seconds = record["seconds_per_epoch"]
-    result = {
-        "model": spec["model"],
-        "dataset": spec["dataset"],
-        "status": "ok",
-        "seconds_per_epoch": seconds,
-        "train_examples": counted.get("train_examples"),
-        "examples_per_second": (
-            counted["train_examples"] / seconds if seconds and counted.get("train_examples") else None
-        ),
-        "peak_rss_mib": _peak_rss_mib(),
-        "rss_after_imports_mib": rss_after_imports,
-        "test_ndcg@10": record["test_result"].get("ndcg@10"),
-        "test_hit@10": record["test_result"].get("hit@10"),
-        "valid_ndcg@10": record["best_valid_result"].get("ndcg@10"),
-        "epochs_trained": record["epochs_trained"],
-        "num_parameters": record["num_parameters"],
-        "wall_seconds": time.perf_counter() - started,
-    }
-    with open(out_file, "w", encoding="utf-8") as f:
-        json.dump(result, f, indent=2)
-
-
-def run_in_subprocess(model, dataset, config, timeout):
-    scratch = tempfile.mkdtemp(prefix=f"bench-{model}-{dataset}-")
-    try:
-        spec_file, out_file = os.path.join(scratch, "spec.json"), os.path.join(scratch, "out.json")
-        with open(spec_file, "w", encoding="utf-8") as f:
-            json.dump(
-                {
-                    "model": model,
-                    "dataset": dataset,
-                    "config": dict(config, checkpoint_dir=os.path.join(scratch, "saved")),
-                },
-                f,
-            )
-        command = [sys.executable, os.path.abspath(__file__), "--worker", spec_file, out_file]
-        try:
-            # cwd = scratch: RecBole's log/ and saved/ folders of the run land there and are removed
-            done = subprocess.run(command, cwd=scratch, capture_output=True, text=True, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            return {"model": model, "dataset": dataset, "status": f"stopped after {timeout} s"}
-        if done.returncode != 0 or not os.path.isfile(out_file):
-            lines = [line for line in (done.stderr or done.stdout).strip().splitlines() if line.strip()]
-            reason = lines[-1] if lines else f"exit status {done.returncode}"
-            return {"model": model, "dataset": dataset, "status": f"failed: {reason[:400]}"}
-        with open(out_file, encoding="utf-8") as f:
-            return json.load(f)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+    return settings
 
 
 # ----------------------------------------------------------------------------------------------
-# the report
+# one dataset: one tuned comparison, in its own process
+
+
+FAILED_LINE = re.compile(r"^\[compare\] FAILED (\S+) (tuning|seed \d+): (.*)$")
+
+
+def comparison_command(models, dataset, args, output_dir):
+    command = [
+        sys.executable,
+        os.path.join(REPO_ROOT, "run_recbole_ext.py"),
+        "--model=" + ",".join(models),
+        f"--dataset={dataset}",
+        f"--tune={args.tune}",
+        f"--repeats={args.repeats}",
+        f"--baseline={BASELINE if BASELINE in models else models[0]}",
+        f"--output_dir={output_dir}",
+        f"--metric={MAIN_METRIC}",
+    ]
+    return command + [f"--{key}={value}" for key, value in shared_overrides(args).items()]
+
+
+def run_dataset(models, dataset, args):
+    """Run the comparison of ``models`` on ``dataset``; returns ``(comparison dict or None,
+    {label: failure}, wall seconds, output folder)``."""
+    output_dir = os.path.join(os.path.abspath(args.work_dir), dataset)
+    os.makedirs(output_dir, exist_ok=True)
+    started = time.perf_counter()
+    failures = {}
+    try:
+        done = subprocess.run(
+            comparison_command(models, dataset, args, output_dir), cwd=output_dir, capture_output=True, text=True,
+            timeout=args.timeout, env=dict(os.environ, PYTHONPATH=REPO_ROOT),
+        )
+        for line in done.stderr.splitlines():
+            found = FAILED_LINE.match(line.strip())
+            if found:
+                failures[found.group(1)] = f"failed ({found.group(2)}): {found.group(3)[:300]}"
+        if done.returncode not in (0, 1):
+            lines = [line for line in (done.stderr or done.stdout).strip().splitlines() if line.strip()]
+            reason = lines[-1][:400] if lines else f"exit status {done.returncode}"
+            failures = {m: f"failed: {reason}" for m in models}
+    except subprocess.TimeoutExpired:
+        failures = {m: f"stopped after {args.timeout} s" for m in models}
+    wall = time.perf_counter() - started
+    path = os.path.join(output_dir, "comparison.json")
+    comparison = None
+    if os.path.isfile(path) and not all(m in failures for m in models):
+        with open(path, encoding="utf-8") as f:
+            comparison = json.load(f)
+    return comparison, failures, wall, output_dir
+
+
+def last_event_is_query(dataset, overrides):
+    """``{user token: bool}``: whether the last input event of the user's test example is a
+    query (QuerySeqRec's event sequence of its dataset plugin; the test split is RecBole's)."""
+    import numpy as np
+    from recbole.utils import init_seed
+
+    from recbole_ext.compare import make_config
+    from recbole_ext.data import create_dataset, data_preparation
+    from recbole_ext.data.dataset.query_dataset import EVENT_LENGTH_FIELD, EVENT_QUERY, EVENT_TYPE_FIELD
+
+    config = make_config("QuerySeqRec", dataset, None, dict(overrides))
+    init_seed(config["seed"], config["reproducibility"])
+    _, _, test = data_preparation(config, create_dataset(config))
+    data = test._dataset
+    features = data.inter_feat
+    types, length = features[EVENT_TYPE_FIELD].numpy(), features[EVENT_LENGTH_FIELD].numpy()
+    last = types[np.arange(len(types)), np.maximum(length - 1, 0)] == EVENT_QUERY
+    users = np.asarray(data.id2token(data.uid_field, features[data.uid_field].numpy())).astype(str)
+    return dict(zip(users.tolist(), last.tolist()))
+
+
+def query_split(comparison, output_dir, flags, metric=MAIN_METRIC):
+    """Per model: mean over seeds of ``metric`` on the 'last event is a query' users and on the
+    others, with the group sizes."""
+    import numpy as np
+
+    from recbole_ext.compare import _safe_file_name, load_per_user
+
+    split = {}
+    for label, model in comparison["models"].items():
+        groups = {"query": [], "item": []}
+        sizes = {}
+        for seed in model["seeds"]:
+            values = load_per_user(os.path.join(output_dir, "runs", f"{_safe_file_name(label)}-seed{seed}.npz"))
+            if values is None or metric not in values:
+                continue
+            is_query = np.array([flags.get(u, False) for u in values["users"].tolist()])
+            for name, mask in (("query", is_query), ("item", ~is_query)):
+                groups[name].append(float(values[metric][mask].mean()) if mask.any() else None)
+                sizes[name] = int(mask.sum())
+        if groups["query"]:
+            split[label] = {
+                name: {"mean": _mean([v for v in groups[name] if v is not None]), "users": sizes.get(name, 0)}
+                for name in groups
+            }
+    return split
+
+
+def _mean(values):
+    return sum(values) / len(values) if values else None
+
+
+def run_records(output_dir):
+    """Wall time, epochs and s/epoch of every finished run and trial record of a comparison."""
+    found = {"runs": [], "trials": []}
+    for kind in found:
+        for root, _, files in os.walk(os.path.join(output_dir, kind)):
+            for name in files:
+                if name.endswith(".json"):
+                    with open(os.path.join(root, name), encoding="utf-8") as f:
+                        found[kind].append(json.load(f))
+    return found
+
+
+def estimate_full_seconds(comparison, records, measured_tune, measured_repeats):
+    """Upper bound of the full budget's wall time on this machine: for every model, the
+    full number of trials and seeds, each run to the full epoch cap at the measured s/epoch,
+    plus the measured per-run overhead (data preparation, evaluation)."""
+    if not comparison:
+        return None
+    total = 0.0
+    runs_by_model = {}
+    for record in records["runs"]:
+        runs_by_model.setdefault(record.get("model"), []).append(record)
+    for label, model in comparison["models"].items():
+        spe = model.get("seconds_per_epoch")
+        runs = runs_by_model.get(model.get("model") or label, [])
+        if not spe or not runs:
+            continue
+        overhead = _mean([max(0.0, r["wall_seconds"] - r["epochs_trained"] * r["seconds_per_epoch"]) for r in runs])
+        total += (FULL_BUDGET["tune"] + FULL_BUDGET["repeats"]) * (overhead + FULL_BUDGET["epochs"] * spe)
+    return total
+
+
+# ----------------------------------------------------------------------------------------------
+# the page
 
 
 def machine_description():
@@ -233,22 +298,6 @@ def versions():
     return found
 
 
-#: The measured columns of the report, in order, with their decimal places.
-COLUMN_DIGITS = [
-    ("seconds_per_epoch", 2),
-    ("examples_per_second", 0),
-    ("peak_rss_mib", 0),
-    ("rss_after_imports_mib", 0),
-    ("test_ndcg@10", 4),
-    ("test_hit@10", 4),
-    ("num_parameters", 0),
-]
-
-
-def _number(value, digits):
-    return "-" if value is None else f"{value:,.{digits}f}"
-
-
 def load_average():
     try:
         return "{:.1f} {:.1f} {:.1f}".format(*os.getloadavg())
@@ -256,53 +305,185 @@ def load_average():
         return "unknown"
 
 
-def render_report(results, args, config, command, started, finished, extension_models, loads=("unknown", "unknown")):
-    machine, found = machine_description(), versions()
-    lines = [
-        "# Benchmark results",
+def _fmt(value, digits=4):
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _mean_std_text(cell):
+    if not cell or cell.get("mean") is None:
+        return "-"
+    return _fmt(cell["mean"]) + (f" ± {_fmt(cell['std'])}" if cell.get("std") is not None else "")
+
+
+def _change_text(cell):
+    if not cell or cell.get("change") is None:
+        return "-"
+    text = f"{100 * cell['change']:+.1f}%"
+    if cell.get("change_ci"):
+        low, high = cell["change_ci"]
+        text += f" [{100 * low:+.1f}, {100 * high:+.1f}]"
+    if cell.get("p_value") is not None:
+        text += f" p={cell['p_value']:.2g}" + (" *" if cell["p_value"] < 0.05 else "")
+    return text
+
+
+def dataset_section(dataset, models, comparison, failures, split, wall, extension_models, plots):
+    lines = [f"## {dataset}", ""]
+    lines.append(f"- wall time of this dataset: {wall / 60:.1f} min")
+    if comparison:
+        setting = comparison["setting"]
+        lines.append(
+            f"- split: {setting['split']} (order {setting['order']}, group by {setting['group_by']}); "
+            f"evaluation: {setting['eval_mode']}; seeds: {', '.join(map(str, setting['seeds']))}"
+        )
+        lines.append(f"- evaluation targets: {comparison.get('targets', '-')}")
+        lines.append(
+            f"- against {comparison['baseline']}: {comparison['test']} over (test user, seed) pairs pooled over "
+            "seeds; * p < 0.05; [lo, hi] bootstrap 95% interval of the relative change"
+        )
+    lines += [
         "",
+        f"| model | kind | test NDCG@10 | vs {BASELINE} | test HR@10 | valid NDCG@10 | s/epoch | parameters | status |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    results = (comparison or {}).get("models", {})
+    for label in models:
+        kind = "extension" if label in extension_models else "RecBole"
+        row = results.get(label)
+        if row is None:
+            lines.append(f"| {label} | {kind} | - | - | - | - | - | - | {failures.get(label, 'failed').replace('|', '/')} |")
+            continue
+        status = failures.get(label, "ok").replace("|", "/")
+        lines.append(
+            f"| {label} | {kind} | {_mean_std_text(row['test'].get('ndcg@10'))} | "
+            f"{_change_text(row['test'].get('ndcg@10'))} | {_mean_std_text(row['test'].get('hit@10'))} | "
+            f"{_mean_std_text(row['valid'].get('ndcg@10'))} | {_fmt(row.get('seconds_per_epoch'), 2)} | "
+            f"{row.get('num_parameters') or 0:,} | {status} |"
+        )
+    lines.append("")
+    tuned = {label: results[label] for label in models if "searched" in results.get(label, {})}
+    if tuned:
+        lines += [
+            "Searched ranges and chosen values (chosen on validation NDCG@10 only):",
+            "",
+            "| model | space | trials | searched | chosen |",
+            "|---|---|---|---|---|",
+        ]
+        for label, row in tuned.items():
+            searched = "; ".join(f"{k}: {v}" for k, v in row["searched"].items()) or "-"
+            chosen = ", ".join(f"{k}={_short(v)}" for k, v in row["chosen"].items()) or "-"
+            lines.append(f"| {label} | {row['space_file']} | {len(row['trials'])} | {searched} | {chosen} |")
+        lines.append("")
+    if split:
+        some = next(iter(split.values()))
+        lines += [
+            "Test NDCG@10 by the last input event of the test example (users: "
+            f"{some['query']['users']} whose last event is a query, {some['item']['users']} an item; "
+            "mean over seeds):",
+            "",
+            "| model | last event a query | last event an item |",
+            "|---|---|---|",
+        ]
+        for label in (m for m in models if m in split):
+            groups = split[label]
+            lines.append(f"| {label} | {_fmt(groups['query']['mean'])} | {_fmt(groups['item']['mean'])} |")
+        lines.append("")
+    for title, path in plots:
+        lines += [f"![{title}]({path})", ""]
+    return lines
+
+
+def _short(value):
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def render_page(sections, args, command, started, finished, loads, estimate):
+    machine, found = machine_description(), versions()
+    lines = ["# Benchmark results", ""]
+    if not is_full_budget(args):
+        lines += [
+            f"**smoke test: not converged/tuned enough to rank models** (budget: {args.tune} trials, "
+            f"{args.repeats} seeds, {args.epochs} epochs at most; the full run is "
+            f"{FULL_BUDGET['tune']} trials, {FULL_BUDGET['repeats']} seeds, {FULL_BUDGET['epochs']} epochs at most)",
+            "",
+        ]
+    lines += [
         "Written by `benchmarks/run_benchmarks.py`; nothing in this file is typed by hand.",
         "",
         f"- command: `{command}`",
-        f"- date: {started:%Y-%m-%d %H:%M} to {finished:%H:%M} UTC",
+        f"- wall time: {(finished - started).total_seconds() / 60:.1f} min ({started:%Y-%m-%d %H:%M} to "
+        f"{finished:%H:%M} UTC)",
+    ]
+    if estimate is not None and not is_full_budget(args):
+        lines.append(
+            f"- estimated wall time of the full budget for these models and datasets on this machine: "
+            f"{estimate / 3600:.1f} h at most (every trial and seed run to the epoch cap at the measured s/epoch; "
+            "early stopping shortens it)"
+        )
+    lines += [
         f"- machine: {machine['cpu']}, {machine['cores']} cores, {machine['memory']} RAM, {machine['os']}",
         f"- load average (1, 5, 15 min) at the start: {loads[0]}; at the end: {loads[1]}"
         " (other work on the machine slows every timing)",
-        f"- device: {'GPU if available' if args.gpu else 'CPU'}; torch threads: torch's default"
-        + (f" (OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']})" if "OMP_NUM_THREADS" in os.environ else ""),
+        f"- device: {'GPU if available' if args.gpu else 'CPU'}",
         "- versions: " + ", ".join(f"{k} {v}" for k, v in found.items()),
-        "- shared setting: " + ", ".join(f"{k}={v}" for k, v in config.items() if k not in ("show_progress", "state")),
-        "- every model: RecBole's split of its dataset (leave-one-out by time unless the dataset yaml says"
-        " otherwise), full ranking, test metrics of the best validation epoch; other keys from each"
-        " model's own yaml",
-        "- s/epoch: wall seconds of one training epoch (mean over epochs); examples/s: training examples"
-        " per epoch / s/epoch; peak RSS: the run's process (imports included: see the import column)",
+        f"- protocol: every model gets {args.tune} trials of RecBole's HyperTuning (Hyperopt) over its search space "
+        "(properties/hyper/<Model>.hyper, else properties/hyper/default.hyper), chosen on validation NDCG@10 only, "
+        f"RecBole's early stopping on validation (stopping_step {args.stopping_step}), one epoch cap ({args.epochs}); "
+        f"only the chosen configuration is tested, on {args.repeats} seed(s), from its best-validation checkpoint",
+        "- shared setting: "
+        + ", ".join(f"{k}={v}" for k, v in shared_overrides(args).items() if k not in ("show_progress", "state"))
+        + "; every other key (heads, layers, dropout) from each model's own yaml",
+        "- s/epoch: wall seconds of one training epoch of the chosen configuration (mean over seeds)",
         "",
     ]
-    for dataset in dict.fromkeys(r["dataset"] for r in results):
-        lines += [
-            f"## {dataset}",
-            "",
-            "| model | kind | s/epoch | examples/s | peak RSS MiB | RSS after imports MiB "
-            "| test NDCG@10 | test HR@10 | parameters | status |",
-            "|---|---|---|---|---|---|---|---|---|---|",
-        ]
-        for r in (r for r in results if r["dataset"] == dataset):
-            kind = "extension" if r["model"] in extension_models else "RecBole"
-            cells = [r["model"], kind]
-            for key, digits in COLUMN_DIGITS:
-                cells.append(_number(r.get(key), digits))
-            cells.append(r["status"].replace("|", "/"))
-            lines.append("| " + " | ".join(cells) + " |")
-        lines.append("")
-    return "\n".join(lines)
+    for section in sections:
+        lines += section
+    return "\n".join(lines) + "\n"
+
+
+def write_plots(dataset, models, comparison, output):
+    """Main metric per model with error bars, and quality against seconds per epoch."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    rows = [
+        (label, row["test"][MAIN_METRIC]["mean"], row["test"][MAIN_METRIC]["std"] or 0.0, row.get("seconds_per_epoch"))
+        for label, row in ((m, comparison["models"][m]) for m in models if m in comparison["models"])
+        if MAIN_METRIC in row["test"]
+    ]
+    stem = os.path.splitext(output)[0]
+    paths = []
+    figure = Figure(figsize=(max(4.0, 1.0 + 0.7 * len(rows)), 3.6))
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot(1, 1, 1)
+    axes.bar(range(len(rows)), [r[1] for r in rows], yerr=[r[2] for r in rows], capsize=4, color="tab:blue")
+    axes.set_xticks(range(len(rows)))
+    axes.set_xticklabels([r[0] for r in rows], rotation=30, ha="right")
+    axes.set_ylabel("test NDCG@10 (mean ± std over seeds)")
+    axes.set_title(f"{dataset}: tuned, {len(next(iter(comparison['models'].values()))['seeds'])} seed(s)", fontsize=9)
+    figure.tight_layout()
+    paths.append(("test NDCG@10", f"{stem}_{dataset}_ndcg10.png"))
+    figure.savefig(paths[-1][1], dpi=120)
+
+    figure = Figure(figsize=(5.5, 4.0))
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot(1, 1, 1)
+    timed = [r for r in rows if r[3]]
+    axes.errorbar([r[3] for r in timed], [r[1] for r in timed], yerr=[r[2] for r in timed], fmt="o", capsize=3)
+    for label, mean, _, seconds in timed:
+        axes.annotate(label, (seconds, mean), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    axes.set_xscale("log")
+    axes.set_xlabel("seconds per training epoch (log)")
+    axes.set_ylabel("test NDCG@10")
+    axes.set_title(f"{dataset}: quality against training time", fontsize=9)
+    figure.tight_layout()
+    paths.append(("quality against seconds per epoch", f"{stem}_{dataset}_quality_vs_speed.png"))
+    figure.savefig(paths[-1][1], dpi=120)
+    return [(title, os.path.basename(path)) for title, path in paths]
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    if args.worker:
-        worker(*args.worker)
-        return 0
     sys.path.insert(0, REPO_ROOT)
     from recbole_ext.registry import EXTENSION_MODELS, get_model
 
@@ -310,34 +491,39 @@ def main(argv=None):
     datasets = _split_names(args.datasets) if args.datasets else list(DATASETS)
     for model in models:
         get_model(model)  # an unknown name fails before anything runs, with the list of names
-    config = shared_config(args)
+    if len(models) < 2:
+        raise SystemExit("run_benchmarks.py: --models needs at least two models (a comparison)")
     script = os.path.relpath(os.path.abspath(__file__), os.getcwd())
     script = os.path.abspath(__file__) if script.startswith("..") else script
     command = "python " + " ".join(shlex.quote(a) for a in [script] + (sys.argv[1:] if argv is None else list(argv)))
     started = datetime.datetime.now(datetime.timezone.utc)
     load_at_start = load_average()
-    results = []
+    sections, everything, estimate = [], {}, 0.0
     for dataset in datasets:
-        for model in models:
-            print(f"[bench] {dataset} {model} ...", flush=True)
-            result = run_in_subprocess(model, dataset, config, args.timeout)
-            print(
-                f"[bench] {dataset} {model}: {result['status']}, {result.get('seconds_per_epoch')} s/epoch, "
-                f"NDCG@10 {result.get('test_ndcg@10')}",
-                flush=True,
-            )
-            results.append(result)
+        print(f"[bench] {dataset}: {', '.join(models)} ...", flush=True)
+        comparison, failures, wall, output_dir = run_dataset(models, dataset, args)
+        split = {}
+        if comparison and "QuerySeqRec" in models and "QuerySeqRec" in comparison["models"]:
+            split = query_split(comparison, output_dir, last_event_is_query(dataset, shared_overrides(args)))
+        plots = write_plots(dataset, models, comparison, args.output) if comparison else []
+        records = run_records(output_dir)
+        estimate += estimate_full_seconds(comparison, records, args.tune, args.repeats) or 0.0
+        sections.append(dataset_section(dataset, models, comparison, failures, split, wall, set(EXTENSION_MODELS), plots))
+        everything[dataset] = {"comparison": comparison, "failures": failures, "wall_seconds": wall, "query_split": split}
+        print(f"[bench] {dataset}: {wall / 60:.1f} min, failures: {failures or 'none'}", flush=True)
     finished = datetime.datetime.now(datetime.timezone.utc)
-    report = render_report(
-        results, args, config, command, started, finished, set(EXTENSION_MODELS), (load_at_start, load_average())
-    )
+    page = render_page(sections, args, command, started, finished, (load_at_start, load_average()), estimate)
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
     with open(args.output, "w", encoding="utf-8") as f:
-        f.write(report)
+        f.write(page)
     with open(os.path.splitext(args.output)[0] + ".json", "w", encoding="utf-8") as f:
-        json.dump({"command": command, "config": config, "results": results}, f, indent=2)
-    print(report)
-    return 0 if all(r["status"] == "ok" for r in results) else 1
+        json.dump(
+            {"command": command, "budget": {"tune": args.tune, "repeats": args.repeats, "epochs": args.epochs},
+             "full_budget": is_full_budget(args), "estimated_full_seconds": estimate, "datasets": everything},
+            f, indent=2, default=str,
+        )
+    print(page)
+    return 0 if all(not d["failures"] for d in everything.values()) else 1
 
 
 if __name__ == "__main__":

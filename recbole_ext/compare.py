@@ -14,12 +14,33 @@ One JSON record per (model, seed) lands in ``<output_dir>/runs/``; a rerun skips
 exists (records are never overwritten), so an interrupted comparison resumes where it stopped. The
 default ``output_dir`` is ``comparison/<dataset>-<digest of the shared setting>``: rerunning the
 same command finds it again, a different setting gets a folder of its own.
-The table (Markdown, CSV, LaTeX) and a bar chart of the main metric are written beside the records.
+The table (Markdown, CSV, LaTeX), ``comparison.json`` (the same results for scripts) and a bar
+chart of the main metric are written beside the records.
+
+Tuned comparison (``--tune=N``): every entry gets the same N trials of RecBole's
+:class:`~recbole.trainer.HyperTuning` (Hyperopt; sampling without repetition when the space is all
+``choice``, random search otherwise, seeded by the comparison's seed) over its search space:
+``properties/hyper/<Model>.hyper``, or :data:`DEFAULT_SPACE_FILE` for a model without one. Trials
+train and validate only (RecBole's early stopping on ``valid_metric``, one shared ``epochs`` cap);
+the trial with the best validation score is chosen and only that configuration is tested, on every
+seed of ``--repeats``. Each finished trial is a record under ``trials/``, so a rerun skips it.
+
+Significance: every run also stores the per-user test values of its top-k metrics (RecBole's own
+``metric_info``, the arrays RecBole averages) as ``runs/<entry>-seed<s>.npz``. Against
+``--baseline`` each test metric gets a paired test over (user, seed) pairs pooled over seeds
+(``--test=wilcoxon``, the default, or ``ttest``), its p-value, a ``*`` for p < 0.05 and the relative
+change with a bootstrap 95% interval (:mod:`recbole_ext.stats`).
+
+Variants: an entry of ``--model`` may fix config keys of its own, ``Model[key=value,key=value]``,
+e.g. ``--model="EMBSR,EMBSR[variant=EMBSR-NS]"``; the whole text is the entry's name in the table.
+Keys an entry fixes are removed from its search space (the variant is compared, not tuned away).
 """
 
 import csv
 import hashlib
+import inspect
 import json
+import math
 import os
 import statistics
 import sys
@@ -28,7 +49,7 @@ import time
 import numpy as np
 from recbole.config import Config as RecBoleConfig
 
-from recbole_ext import registry
+from recbole_ext import paths, registry, stats
 
 #: Config keys that decide which examples exist, how they are split and how they are scored.
 #: They must agree across the compared models (a model yaml must not change them silently).
@@ -56,7 +77,17 @@ SHARED_SETTING_KEYS = (
 #: (they are each model's own hyper-parameters, so they may differ).
 PER_MODEL_KEYS = ("MAX_ITEM_LIST_LENGTH", "epochs", "train_batch_size", "learning_rate", "loss_type", "hidden_size")
 
+#: Keys that must also agree across models in a tuned comparison: one shared epoch cap and
+#: early-stopping patience, so trials differ only in their searched values.
+TUNED_SHARED_KEYS = ("epochs", "stopping_step")
+
+#: Search space of any model without its own ``properties/hyper/<Model>.hyper``.
+DEFAULT_SPACE_FILE = os.path.join(paths.PROPERTIES_DIR, "hyper", "default.hyper")
+
 TABLE_NAME = "comparison"
+
+#: p-values below this get the table's ``*`` marker.
+SIGNIFICANCE_LEVEL = 0.05
 
 
 class ResumeConflictError(ValueError):
@@ -82,7 +113,52 @@ def build_parser():
     parser.add_argument(
         "--metric", type=str, default=None, help="main metric of the chart (default: the config's valid_metric)"
     )
+    parser.add_argument(
+        "--tune", type=int, default=0, help="Hyperopt trials per model on validation (0: each yaml's values)"
+    )
+    parser.add_argument(
+        "--test", type=str, default="wilcoxon", choices=sorted(stats.TESTS), help="paired test against --baseline"
+    )
     return parser
+
+
+class Entry:
+    """One row of a comparison: a label, the model it trains and the config keys it fixes."""
+
+    def __init__(self, label, model, fixed=None):
+        self.label, self.model, self.fixed = label, model, dict(fixed or {})
+
+    def __repr__(self):
+        return f"Entry({self.label!r}, {self.model!r}, {self.fixed!r})"
+
+
+def parse_model_specs(text):
+    """``A,B[key=value,key=value],C`` as :class:`Entry` objects (commas inside brackets belong to
+    the entry; values are typed as RecBole types command-line values)."""
+    specs, depth, current = [], 0, ""
+    for char in text:
+        depth += {"[": 1, "]": -1}.get(char, 0)
+        if depth < 0 or depth > 1:
+            raise ValueError(f"--model={text}: unbalanced or nested brackets")
+        if char == "," and depth == 0:
+            specs.append(current.strip())
+            current = ""
+        else:
+            current += char
+    if depth:
+        raise ValueError(f"--model={text}: unbalanced brackets")
+    specs.append(current.strip())
+    entries = []
+    for spec in dict.fromkeys(s for s in specs if s):
+        model, bracket, rest = spec.partition("[")
+        fixed = {}
+        if bracket:
+            if not rest.endswith("]"):
+                raise ValueError(f"--model entry '{spec}': text after ']'")
+            pairs = [p for p in rest[:-1].split(",") if p.strip()]
+            fixed = parse_overrides([f"--{p.strip()}" for p in pairs])
+        entries.append(Entry(spec, model.strip(), fixed))
+    return entries
 
 
 def parse_overrides(unknown_args):
@@ -104,7 +180,25 @@ def _file_text(path):
         return f.read()
 
 
-def setting_digest(dataset, overrides, config_files):
+def dataset_files_digest(data_path):
+    """sha256 of the dataset's atomic files (names and contents): a record made on other data is
+    never reused. (Local to the comparison; the package's data digest may replace it.)"""
+    if not data_path or not os.path.isdir(data_path):
+        return f"absent:{data_path}"
+    digest = hashlib.sha256()
+    for name in sorted(os.listdir(data_path)):
+        path = os.path.join(data_path, name)
+        if not os.path.isfile(path):
+            continue
+        digest.update(name.encode("utf-8") + b"\0")
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        digest.update(b"\0")
+    return digest.hexdigest()[:16]
+
+
+def setting_digest(dataset, overrides, config_files, data_digest=None, tune=0):
     """Digest of what all runs share (everything but the seed): names the default output folder
     and tells a resumed run whether a record was made under the same setting."""
     shared = {
@@ -112,6 +206,10 @@ def setting_digest(dataset, overrides, config_files):
         "overrides": {k: v for k, v in overrides.items() if k != "seed"},
         "config_files": [[os.path.abspath(f), _file_text(f)] for f in (config_files or [])],
     }
+    if data_digest is not None:
+        shared["data"] = data_digest
+    if tune:
+        shared["tune"] = tune
     text = json.dumps(shared, sort_keys=True, default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
 
@@ -155,10 +253,10 @@ def make_config(model, dataset, config_files, config_dict):
     )
 
 
-def check_shared_setting(configs):
+def check_shared_setting(configs, keys=SHARED_SETTING_KEYS):
     """Raise if the compared models' configs disagree on a key of the shared setting."""
     (first_model, first), *others = configs.items()
-    for key in SHARED_SETTING_KEYS:
+    for key in keys:
         for model, config in others:
             if config[key] != first[key]:
                 raise ValueError(
@@ -183,30 +281,234 @@ def describe_setting(config, dataset, seeds, overrides, config_files):
     }
 
 
-def run_one(model, dataset, config_files, config_dict, record_file, setting_id):
-    """Train one (model, seed) unless its record exists; return the record."""
+def _same(a, b):
+    return json.dumps(a, sort_keys=True, default=str) == json.dumps(b, sort_keys=True, default=str)
+
+
+def run_one(model, dataset, config_files, config_dict, record_file, setting_id, chosen=None, label=None):
+    """Train and test one (entry, seed) unless its record exists; return the record. The per-user
+    test values land beside the record (``.npz``) before the record itself, so a record means done."""
     from recbole_ext.quick_start import run_single, write_json_atomically
 
+    chosen = dict(chosen or {})
     if os.path.isfile(record_file):
         with open(record_file, encoding="utf-8") as f:
             record = json.load(f)
-        if record.get("setting_digest") != setting_id:
+        if record.get("setting_digest") != setting_id or not _same(record.get("chosen", {}), chosen):
             raise ResumeConflictError(
-                f"record {record_file} was made under a different setting; "
+                f"record {record_file} was made under a different setting or chosen configuration; "
                 "pass another --output_dir (records are never overwritten)"
             )
-        print(f"[compare] skipped {model} seed {config_dict['seed']}: record {record_file} exists", flush=True)
+        print(f"[compare] skipped {label or model} seed {config_dict['seed']}: record {record_file} exists", flush=True)
         return record
-    print(f"[compare] training {model} seed {config_dict['seed']}", flush=True)
+    print(f"[compare] training {label or model} seed {config_dict['seed']}", flush=True)
     started = time.time()
     record = run_single(
-        model, dataset, config_file_list=config_files, config_dict=config_dict, saved=True, read_command_line=False
+        model, dataset, config_file_list=config_files, config_dict=dict(config_dict, **chosen), saved=True,
+        read_command_line=False,
     )
     record["wall_seconds"] = time.time() - started
     record["seed"] = config_dict["seed"]
     record["setting_digest"] = setting_id
+    record["chosen"] = chosen
+    if record.get("checkpoint"):
+        save_per_user(per_user_file(record_file), per_user_test_values(record["checkpoint"]))
     write_json_atomically(record_file, record)
     return record
+
+
+# ----------------------------------------------------------------------------------------------
+# per-user test values (RecBole's evaluator, not a reimplementation)
+
+
+def per_user_file(record_file):
+    return os.path.splitext(record_file)[0] + ".npz"
+
+
+def save_per_user(path, values):
+    """Write to a temporary name and rename (np.savez adds ``.npz`` to a name without it)."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    partial = path[: -len(".npz")] + ".partial.npz"
+    np.savez(partial, **values)
+    os.replace(partial, path)
+
+
+def load_per_user(path):
+    if not os.path.isfile(path):
+        return None
+    with np.load(path, allow_pickle=False) as data:
+        return {key: data[key] for key in data.files}
+
+
+def evaluate_per_user(trainer, eval_data):
+    """Evaluate ``trainer.model`` on ``eval_data`` as RecBole does, and return, beside RecBole's
+    result, the per-user value of every top-k metric (the arrays its ``topk_result`` averages)
+    and the user token of every row: ``{"users": [...], "ndcg@10": [...], ...}``."""
+    from recbole.evaluator.base_metric import TopkMetric
+
+    config = trainer.config
+    uid_field = config["USER_ID_FIELD"]
+    collector, evaluator = trainer.eval_collector, trainer.evaluator
+    users, captured = [], {}
+    collect, evaluate = collector.eval_batch_collect, evaluator.evaluate
+
+    def collect_with_users(scores, interaction, positive_u, positive_i):
+        rows = len(scores) if scores.dim() > 1 else len(interaction)
+        ids = interaction[uid_field].cpu().numpy() if uid_field in interaction.interaction else None
+        users.append(ids if ids is not None and len(ids) == rows else np.full(rows, -1))
+        return collect(scores, interaction, positive_u, positive_i)
+
+    def evaluate_capturing(struct):
+        captured["struct"] = struct
+        return evaluate(struct)
+
+    # instance attributes of this trainer's own collector/evaluator, removed afterwards
+    collector.eval_batch_collect, evaluator.evaluate = collect_with_users, evaluate_capturing
+    try:
+        result = trainer.evaluate(eval_data, load_best_model=False)
+    finally:
+        del collector.eval_batch_collect, evaluator.evaluate
+    ids = np.concatenate(users) if users else np.zeros(0, dtype=np.int64)
+    dataset = eval_data._dataset
+    if len(ids) and (ids >= 0).all():
+        tokens = np.asarray(dataset.id2token(uid_field, ids)).astype(str)
+    else:  # no user field in the batches: pair by row position
+        tokens = np.array([f"#{i}" for i in range(len(ids))])
+    values = {"users": tokens}
+    for name, metric in evaluator.metric_class.items():
+        if not isinstance(metric, TopkMetric):
+            continue
+        pos_index, pos_len = metric.used_info(captured["struct"])
+        takes_len = len(inspect.signature(metric.metric_info).parameters) > 1
+        per_user = metric.metric_info(pos_index, pos_len) if takes_len else metric.metric_info(pos_index)
+        for k in metric.topk:
+            values[f"{name}@{k}"] = np.asarray(per_user[:, k - 1], dtype=np.float64)
+    return values, result
+
+
+def per_user_test_values(checkpoint):
+    """Reload a run's best-validation checkpoint and return its per-user test values."""
+    from recbole_ext.quick_start import load_data_and_model
+
+    config, model, _, _, _, test_data = load_data_and_model(checkpoint)
+    trainer = registry.get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    values, _ = evaluate_per_user(trainer, test_data)
+    return values
+
+
+# ----------------------------------------------------------------------------------------------
+# tuning: RecBole's HyperTuning, trials cached as records
+
+
+def space_file(model):
+    """The model's own search space, or the shared default one."""
+    own = paths.hyper_file(model)
+    return own if os.path.isfile(own) else DEFAULT_SPACE_FILE
+
+
+def describe_space(params):
+    """``{key: "loguniform [3e-04, 1e-02]"}``: the searched ranges, in the values the trials see
+    (RecBole's loguniform bounds are logarithms)."""
+    described = {}
+    for name, kind, value in params:
+        if kind == "choice":
+            described[name] = "choice " + json.dumps(list(value), default=str)
+        elif kind == "loguniform":
+            described[name] = f"loguniform [{math.exp(value[0]):.2g}, {math.exp(value[1]):.2g}]"
+        else:
+            described[name] = f"{kind} " + json.dumps(list(value))
+    return described
+
+
+class CachedTrialObjective:
+    """RecBole's tuning objective for one entry, training and validating only; each finished
+    trial is a record ``<folder>/<digest of its values>.json`` that a rerun reads back."""
+
+    def __init__(self, entry, dataset, fixed_config, config_files, folder, setting_id):
+        from recbole_ext.tuning import TuningObjective
+
+        self.objective = TuningObjective(entry.model, dataset, dict(fixed_config, **entry.fixed), saved=False)
+        self.config_files, self.folder, self.setting_id, self.label = config_files, folder, setting_id, entry.label
+        self.trials = []
+
+    def __call__(self, config_dict, config_file_list=None, saved=None):
+        from recbole_ext.quick_start import objective_function, write_json_atomically
+
+        params = dict(config_dict or {})
+        key = hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode("utf-8")).hexdigest()[:16]
+        path = os.path.join(self.folder, f"{key}.json")
+        if os.path.isfile(path):
+            with open(path, encoding="utf-8") as f:
+                record = json.load(f)
+            if record.get("setting_digest") != self.setting_id:
+                raise ResumeConflictError(f"trial record {path} was made under a different setting")
+            print(f"[compare] skipped {self.label} trial {params}: record exists", flush=True)
+        else:
+            started = time.time()
+            trial_config = dict(self.objective.fixed_config, **params)
+            result = objective_function(trial_config, self.config_files, saved=False, test=False)
+            record = {
+                "model": result["model"],
+                "params": params,
+                "best_valid_score": float(result["best_valid_score"]),
+                "valid_score_bigger": bool(result["valid_score_bigger"]),
+                "best_valid_result": {k: float(v) for k, v in (result["best_valid_result"] or {}).items()},
+                "wall_seconds": time.time() - started,
+                "setting_digest": self.setting_id,
+            }
+            write_json_atomically(path, record)
+        self.trials.append(record)
+        return dict(record, test_result=None)
+
+
+class _SeededHyperopt:
+    """Hyperopt's trial sequence from the comparison's seed (``HYPEROPT_FMIN_SEED``, read by
+    ``fmin``), so a rerun proposes the same trials and finds their records."""
+
+    def __init__(self, seed):
+        self.seed = str(int(seed))
+
+    def __enter__(self):
+        self.saved = os.environ.get("HYPEROPT_FMIN_SEED")
+        os.environ["HYPEROPT_FMIN_SEED"] = self.seed
+
+    def __exit__(self, *exc):
+        if self.saved is None:
+            os.environ.pop("HYPEROPT_FMIN_SEED", None)
+        else:
+            os.environ["HYPEROPT_FMIN_SEED"] = self.saved
+
+
+def tune_entry(entry, dataset, config_files, fixed_config, trials, output_dir, setting_id):
+    """Tune one entry with ``trials`` HyperTuning trials on validation; returns
+    ``(chosen values, summary)``. Keys the entry fixes are not searched."""
+    from recbole_ext.tuning import make_hyper_tuning, read_params_file
+
+    source = space_file(entry.model)
+    params = [p for p in read_params_file(source) if p[0] not in entry.fixed]
+    summary = {"space_file": os.path.relpath(source, paths.PROPERTIES_DIR), "searched": describe_space(params)}
+    if not params:
+        return {}, dict(summary, trials=[])
+    folder = os.path.join(output_dir, "trials", _safe_file_name(entry.label))
+    os.makedirs(folder, exist_ok=True)
+    effective = os.path.join(folder, "space.hyper")  # the space actually searched, for the record
+    with open(effective, "w", encoding="utf-8") as f:
+        for name, kind, value in params:
+            text = repr(list(value)).replace(" ", "") if kind == "choice" else ",".join(map(str, value))
+            f.write(f"{name} {kind} {text}\n")
+    objective = CachedTrialObjective(entry, dataset, fixed_config, config_files, folder, setting_id)
+    algo = "exhaustive" if all(kind == "choice" for _, kind, _ in params) else "random"
+    tuner = make_hyper_tuning(objective, effective, algo, max_evals=trials, early_stop=trials, config_files=config_files)
+    with _SeededHyperopt(fixed_config["seed"]):
+        tuner.run()
+    chosen = {k: _plain_value(v) for k, v in tuner.best_params.items()}
+    summary["trials"] = [{"params": t["params"], "valid_score": t["best_valid_score"]} for t in objective.trials]
+    summary["algo"] = algo
+    return chosen, summary
+
+
+def _plain_value(value):
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def targets_agree(records_by_model):
@@ -230,9 +532,44 @@ def _mean_std(values):
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else None)
 
 
-def summarise(records_by_model, baseline):
+def pooled_pairs(per_user, base_per_user, metric):
+    """The (user, seed) pairs of one entry and the baseline, pooled over their common seeds:
+    two aligned arrays, or None when a seed's users differ (or no per-user values exist)."""
+    values, base_values = [], []
+    for seed in sorted(set(per_user) & set(base_per_user)):
+        ours, theirs = per_user[seed], base_per_user[seed]
+        if metric not in ours or metric not in theirs:
+            return None
+        aligned = stats.align_users(ours["users"], ours[metric], theirs["users"], theirs[metric])
+        if aligned is None:
+            return None
+        values.append(aligned[0])
+        base_values.append(aligned[1])
+    if not values:
+        return None
+    return np.concatenate(values), np.concatenate(base_values)
+
+
+def significance(per_user_by_label, baseline, metric_names, test="wilcoxon"):
+    """``{label: {metric: {p_value, change, change_ci, pairs}}}`` against ``baseline``, for every
+    entry but the baseline (per-user values: ``{label: {seed: {"users": ..., metric: ...}}}``)."""
+    results = {}
+    base = per_user_by_label.get(baseline) or {}
+    for label, per_user in per_user_by_label.items():
+        if label == baseline:
+            continue
+        results[label] = {}
+        for metric in metric_names:
+            pairs = pooled_pairs(per_user, base, metric)
+            if pairs is not None:
+                results[label][metric] = dict(stats.compare_paired(*pairs, test=test), pairs=len(pairs[0]))
+    return results
+
+
+def summarise(records_by_model, baseline, significance_by_model=None):
     """One row per model: mean (and std over seeds) of every metric, seconds/epoch, parameters,
-    and the relative change of each test metric against ``baseline`` (percent)."""
+    and the relative change of each test metric against ``baseline`` (percent; with
+    ``significance_by_model``, the pooled paired change, its p-value and bootstrap interval)."""
     metric_names = []
     for records in records_by_model.values():
         for record in records:
@@ -253,7 +590,12 @@ def summarise(records_by_model, baseline):
         for name in metric_names:
             value, base = row[f"test {name}"][0], base_row and base_row[f"test {name}"][0]
             change = None if value is None or not base else 100.0 * (value - base) / base
-            row[f"test {name} vs {baseline}"] = (change, None)
+            found = ((significance_by_model or {}).get(row["model"]) or {}).get(name)
+            if found and found["change"] is not None:
+                ci = found["change_ci"] and [100.0 * c for c in found["change_ci"]]
+                row[f"test {name} vs {baseline}"] = (100.0 * found["change"], None, found["p_value"], ci)
+            else:
+                row[f"test {name} vs {baseline}"] = (change, None)
     return metric_names, list(rows.values())
 
 
@@ -270,13 +612,18 @@ def table_columns(metric_names, baseline):
 def _format_cell(column, cell):
     if column in ("model", "runs"):
         return str(cell)
-    value, std = cell
+    value, std = cell[:2]
     if value is None:
         return "-"
     if column == "parameters":
         return f"{int(value):,}"
     if " vs " in column:
-        return f"{value:+.2f}%"
+        text = f"{value:+.2f}%"
+        if len(cell) > 2:
+            p_value, ci = cell[2], cell[3]
+            text += f" [{ci[0]:+.1f}, {ci[1]:+.1f}]" if ci else ""
+            text += f" p={p_value:.2g}" + (" *" if p_value < SIGNIFICANCE_LEVEL else "")
+        return text
     digits = 2 if column == "s/epoch" else 4
     return f"{value:.{digits}f}" + (f" ± {std:.{digits}f}" if std is not None else "")
 
@@ -333,13 +680,17 @@ def render_markdown(columns, rows, lines):
 
 
 def render_csv(path, columns, rows):
-    """Plain numbers: a mean column and, where seeds were repeated, a ``<column> std`` column."""
+    """Plain numbers: a mean column and, where seeds were repeated, a ``<column> std`` column;
+    beside each change against the baseline its p-value and bootstrap interval when computed."""
     with_std = any(row[c][1] is not None for row in rows for c in columns if c not in ("model", "runs"))
+    with_tests = any(len(row[c]) > 2 for row in rows for c in columns if " vs " in c)
     header = []
     for column in columns:
         header.append(column)
         if with_std and column not in ("model", "runs", "parameters") and " vs " not in column:
             header.append(f"{column} std")
+        if with_tests and " vs " in column:
+            header += [f"{column} p", f"{column} ci low", f"{column} ci high"]
     with open(path, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(header)
@@ -353,6 +704,9 @@ def render_csv(path, columns, rows):
                 values.append("" if cell[0] is None else cell[0])
                 if with_std and column != "parameters" and " vs " not in column:
                     values.append("" if cell[1] is None else cell[1])
+                if with_tests and " vs " in column:
+                    p_value, ci = (cell[2], cell[3]) if len(cell) > 2 else (None, None)
+                    values += ["" if p_value is None else p_value] + (ci if ci else ["", ""])
             writer.writerow(values)
 
 
@@ -423,90 +777,201 @@ def _safe_file_name(text):
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
 
 
+def tuning_lines(tuning, tune, reference):
+    if not tune:
+        return ["tuning: none (each model's yaml values; pass --tune=N for N trials per model)"]
+    return [
+        f"tuning: {tune} trials per model with RecBole's HyperTuning (Hyperopt), chosen on valid "
+        f"{reference['valid_metric']} only; early stopping on validation (stopping_step {reference['stopping_step']}), "
+        f"one epoch cap ({reference['epochs']}) for all; only the chosen configuration is tested"
+    ]
+
+
+def render_tuning_markdown(tuning, chosen_by_label):
+    """The searched space and the chosen values of every tuned entry."""
+    out = ["| model | space | trials | searched | chosen |", "|---|---|---|---|---|"]
+    for label, summary in tuning.items():
+        searched = "; ".join(f"{k}: {v}" for k, v in summary["searched"].items()) or "-"
+        chosen = ", ".join(f"{k}={_short(v)}" for k, v in chosen_by_label.get(label, {}).items()) or "-"
+        out.append(f"| {label} | {summary['space_file']} | {len(summary['trials'])} | {searched} | {chosen} |")
+    return "\n".join(out) + "\n"
+
+
+def _short(value):
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def comparison_json(entries, records_by_label, chosen_by_label, tuning, sig, baseline, test, setting):
+    """The comparison for scripts (the schema of ``comparison.json``)."""
+    models = {}
+    for entry in entries:
+        records = records_by_label.get(entry.label)
+        if not records:
+            continue
+        item = {
+            "model": entry.model,
+            "fixed": entry.fixed,
+            "chosen": chosen_by_label.get(entry.label, {}),
+            "seeds": [r["seed"] for r in records],
+            "test": {},
+            "valid": {},
+            "seconds_per_epoch": stats.mean_std([r.get("seconds_per_epoch") for r in records])[0],
+            "num_parameters": records[0].get("num_parameters"),
+        }
+        if entry.label in tuning:
+            item["space_file"] = tuning[entry.label]["space_file"]
+            item["searched"] = tuning[entry.label]["searched"]
+            item["trials"] = tuning[entry.label]["trials"]
+        for split, key in (("test", "test_result"), ("valid", "best_valid_result")):
+            names = list(dict.fromkeys(n for r in records for n in r[key]))
+            for name in names:
+                per_seed = [r[key].get(name) for r in records]
+                mean, std = stats.mean_std(per_seed)
+                item[split][name] = {"mean": mean, "std": std, "per_seed": per_seed}
+                if split == "test":
+                    found = (sig.get(entry.label) or {}).get(name) or {}
+                    for field in ("p_value", "change", "change_ci"):
+                        item[split][name][field] = found.get(field)
+        models[entry.label] = item
+    return {"baseline": baseline, "test": stats.TESTS[test], "setting": setting, "models": models}
+
+
 def main(argv):
     """Compare the models of ``--model=A,B,...``; returns 0, or 1 when a run failed (the table
     then lists the models that finished). User errors raise ValueError."""
     args, unknown = build_parser().parse_known_args(argv)
-    models = list(dict.fromkeys(name.strip() for name in args.model.split(",") if name.strip()))
-    if len(models) < 2:
+    entries = parse_model_specs(args.model)
+    if len(entries) < 2:
         raise ValueError(f"--model needs at least two comma-separated models to compare, got '{args.model}'")
     if args.nproc != 1 or args.world_size > 0:
         raise ValueError("--nproc/--world_size: a comparison trains its models one after another in one process")
-    if args.repeats < 1:
-        raise ValueError(f"--repeats must be at least 1, got {args.repeats}")
-    for name in models:
-        registry.get_model(name)  # an unknown name fails now, before anything is trained
-    baseline = args.baseline or models[0]
-    if baseline not in models:
-        raise ValueError(f"--baseline={baseline} is not one of the compared models ({', '.join(models)})")
     config_files = args.config_files.strip().split(" ") if args.config_files else None
+    status, _ = run_comparison(
+        entries, args.dataset, parse_overrides(unknown), config_files, output_dir=args.output_dir,
+        tune=args.tune, repeats=args.repeats, baseline=args.baseline, metric=args.metric, test=args.test,
+        result_file=args.result_file,
+    )
+    return status
+
+
+def run_comparison(
+    entries, dataset, overrides, config_files=None, output_dir=None, tune=0, repeats=1, baseline=None,
+    metric=None, test="wilcoxon", result_file=None, quiet=False,
+):
+    """Tune (``tune`` trials), train and test every :class:`Entry` on ``repeats`` seeds and write
+    the tables; returns ``(exit status, the comparison.json dict or None)``."""
+    if repeats < 1:
+        raise ValueError(f"--repeats must be at least 1, got {repeats}")
+    if tune < 0:
+        raise ValueError(f"--tune must be 0 (no tuning) or a number of trials, got {tune}")
+    if test not in stats.TESTS:
+        raise ValueError(f"--test={test}: the paired tests are {', '.join(stats.TESTS)}")
+    labels = [e.label for e in entries]
+    for entry in entries:
+        registry.get_model(entry.model)  # an unknown name fails now, before anything is trained
+        if tune and not os.path.isfile(space_file(entry.model)):
+            raise ValueError(f"--tune: no search space for {entry.model} and no {DEFAULT_SPACE_FILE}")
+    baseline = baseline or labels[0]
+    if baseline not in labels:
+        raise ValueError(f"--baseline={baseline} is not one of the compared models ({', '.join(labels)})")
     for file in config_files or []:
         if not os.path.isfile(file):
             raise ValueError(f"--config_files: no such file '{file}'")
-    overrides = parse_overrides(unknown)
 
-    setting_id = setting_digest(args.dataset, overrides, config_files)
-    output_dir = args.output_dir or os.path.join("comparison", f"{_safe_file_name(args.dataset)}-{setting_id}")
+    data_path = make_config(entries[0].model, dataset, config_files, dict(overrides))["data_path"]
+    setting_id = setting_digest(dataset, overrides, config_files, dataset_files_digest(data_path), tune)
+    output_dir = output_dir or os.path.join("comparison", f"{_safe_file_name(dataset)}-{setting_id}")
     shared = dict(overrides)
     shared.setdefault("checkpoint_dir", os.path.join(output_dir, "saved"))
 
-    configs = {m: make_config(m, args.dataset, config_files, shared) for m in models}
-    check_shared_setting(configs)
-    reference = configs[models[0]]
-    seeds = [int(reference["seed"]) + r for r in range(args.repeats)]
-    metric = (args.metric or reference["valid_metric"] or "NDCG@10").lower()
+    configs = {e.label: make_config(e.model, dataset, config_files, dict(shared, **e.fixed)) for e in entries}
+    check_shared_setting(configs, SHARED_SETTING_KEYS + (TUNED_SHARED_KEYS if tune else ()))
+    reference = configs[labels[0]]
+    seeds = [int(reference["seed"]) + r for r in range(repeats)]
+    metric = (metric or reference["valid_metric"] or "NDCG@10").lower()
     computed = [f"{m}@{k}".lower() for m in reference["metrics"] for k in reference["topk"]]
     if metric not in computed:
         raise ValueError(f"--metric={metric} is not computed; the metrics are {', '.join(computed)}")
-    setting = describe_setting(reference, args.dataset, seeds, overrides, config_files)
+    setting = describe_setting(reference, dataset, seeds, overrides, config_files)
     setting["per_model"] = per_model_differences(configs)
 
-    records_by_model = {m: [] for m in models}
+    records_by_label, per_user_by_label, chosen_by_label, tuning = {}, {}, {}, {}
     failures = []
-    for model in models:
+    for entry in entries:
+        records_by_label[entry.label], per_user_by_label[entry.label] = [], {}
+        try:
+            if tune:
+                chosen, tuning[entry.label] = tune_entry(
+                    entry, dataset, config_files, dict(shared, seed=seeds[0]), tune, output_dir, setting_id
+                )
+                chosen_by_label[entry.label] = chosen
+        except ResumeConflictError:
+            raise
+        except Exception as error:  # one failing model must not lose the others' results
+            failures.append((entry.label, "tuning", error))
+            continue
         for seed in seeds:
-            record_file = os.path.join(output_dir, "runs", f"{_safe_file_name(model)}-seed{seed}.json")
+            record_file = os.path.join(output_dir, "runs", f"{_safe_file_name(entry.label)}-seed{seed}.json")
             try:
-                record = run_one(model, args.dataset, config_files, dict(shared, seed=seed), record_file, setting_id)
+                record = run_one(
+                    entry.model, dataset, config_files, dict(shared, **entry.fixed, seed=seed), record_file,
+                    setting_id, chosen_by_label.get(entry.label), entry.label,
+                )
             except ResumeConflictError:
                 raise
-            except Exception as error:  # one failing model must not lose the others' results
-                failures.append((model, seed, error))
+            except Exception as error:
+                failures.append((entry.label, f"seed {seed}", error))
                 continue
-            records_by_model[model].append(record)
-    for model, seed, error in failures:
-        print(f"[compare] FAILED {model} seed {seed}: {type(error).__name__}: {error}", file=sys.stderr, flush=True)
+            records_by_label[entry.label].append(record)
+            values = load_per_user(per_user_file(record_file))
+            if values is not None:
+                per_user_by_label[entry.label][seed] = values
+    for label, where, error in failures:
+        print(f"[compare] FAILED {label} {where}: {type(error).__name__}: {error}", file=sys.stderr, flush=True)
 
-    finished = {m: r for m, r in records_by_model.items() if r}
+    finished = {label: r for label, r in records_by_label.items() if r}
     if not finished:
-        return 1
+        return 1, None
     targets_note = (
         "identical for all models (digest of (user, target item) pairs of the valid and test splits)"
         if targets_agree(finished)
         else "DIFFER between models: see targets_digest in the run records"
     )
-    metric_names, rows = summarise(finished, baseline)
+    test_metrics = list(dict.fromkeys(n for records in finished.values() for r in records for n in r["test_result"]))
+    sig = significance({k: v for k, v in per_user_by_label.items() if k in finished}, baseline, test_metrics, test)
+    metric_names, rows = summarise(finished, baseline, sig)
     columns = table_columns(metric_names, baseline)
-    lines = setting_lines(setting, baseline, targets_note)
+    lines = setting_lines(setting, baseline, targets_note) + tuning_lines(tuning, tune, reference)
+    lines.append(
+        f"significance: {stats.TESTS[test]} over (test user, seed) pairs pooled over seeds, against {baseline}; "
+        f"* p < {SIGNIFICANCE_LEVEL}; [lo, hi]: bootstrap 95% interval of the relative change (%)"
+    )
     markdown = render_markdown(columns, rows, lines)
+    if tuning:
+        markdown += "\n" + render_tuning_markdown(tuning, chosen_by_label)
     base = os.path.join(output_dir, TABLE_NAME)
+    os.makedirs(output_dir, exist_ok=True)
     with open(base + ".md", "w", encoding="utf-8") as f:
         f.write(markdown)
     render_csv(base + ".csv", columns, rows)
     with open(base + ".tex", "w", encoding="utf-8") as f:
         f.write(render_latex(columns, rows, lines))
     with open(os.path.join(output_dir, "setting.json"), "w", encoding="utf-8") as f:
-        json.dump(dict(setting, targets=targets_note, baseline=baseline, models=models), f, indent=2, default=str)
-    render_chart(os.path.join(output_dir, f"{TABLE_NAME}_{_safe_file_name(metric)}.png"), rows, metric, setting)
-    if args.result_file:  # the table as data: per model, [mean, std] of every column
-        from recbole_ext.quick_start import write_json_atomically
+        json.dump(dict(setting, targets=targets_note, baseline=baseline, models=labels), f, indent=2, default=str)
+    comparison = comparison_json(entries, finished, chosen_by_label, tuning, sig, baseline, test, setting)
+    comparison["targets"] = targets_note
+    from recbole_ext.quick_start import write_json_atomically
 
+    write_json_atomically(base + ".json", comparison)
+    render_chart(os.path.join(output_dir, f"{TABLE_NAME}_{_safe_file_name(metric)}.png"), rows, metric, setting)
+    if result_file:  # the table as data: per model, [mean, std] of every column
         write_json_atomically(
-            args.result_file, {"setting": setting, "targets": targets_note, "baseline": baseline, "rows": rows}
+            result_file, {"setting": setting, "targets": targets_note, "baseline": baseline, "rows": rows}
         )
-    print(markdown, flush=True)
+    if not quiet:
+        print(markdown, flush=True)
     print(f"[compare] table and chart written to {output_dir}", flush=True)
-    return 1 if failures else 0
+    return (1 if failures else 0), comparison
 
 
 if __name__ == "__main__":

@@ -167,8 +167,10 @@ def run(
     return None if queue.empty() else queue.get()
 
 
-def objective_function(config_dict=None, config_file_list=None, saved=True):
-    """The objective RecBole's ``HyperTuning`` calls, for stock and extension models alike."""
+def objective_function(config_dict=None, config_file_list=None, saved=True, test=True):
+    """The objective RecBole's ``HyperTuning`` calls, for stock and extension models alike.
+    ``test=False`` trains and validates only (``test_result`` is None): a tuned comparison tests
+    only each model's chosen configuration."""
     config = Config(config_dict=config_dict, config_file_list=config_file_list, read_command_line=False)
     prepare_dataset_files(config)
     init_seed(config["seed"], config["reproducibility"])
@@ -183,8 +185,8 @@ def objective_function(config_dict=None, config_file_list=None, saved=True):
     model = registry.get_model(config["model"])(config, train_data._dataset).to(config["device"])
     trainer = registry.get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
     best_valid_score, best_valid_result = trainer.fit(train_data, valid_data, verbose=False, saved=saved)
-    test_result = trainer.evaluate(test_data, load_best_model=saved)
-    _report_to_ray_tune(best_valid_score, test_result)
+    test_result = trainer.evaluate(test_data, load_best_model=saved) if test else None
+    _report_to_ray_tune(best_valid_score, test_result or {})
     return {
         "model": config["model"],
         "best_valid_score": best_valid_score,

@@ -186,10 +186,25 @@ def test_two_model_comparison_is_fair_writes_tables_and_resumes(tmp_path, capsys
         "test ndcg@10",
         "test hit@10",
         "test ndcg@10 vs SASRec",
+        "test ndcg@10 vs SASRec p",
+        "test ndcg@10 vs SASRec ci low",
+        "test ndcg@10 vs SASRec ci high",
         "test hit@10 vs SASRec",
+        "test hit@10 vs SASRec p",
+        "test hit@10 vs SASRec ci low",
+        "test hit@10 vs SASRec ci high",
         "s/epoch",
         "parameters",
     ]
+    # the per-user values beside each record are RecBole's: their mean is the recorded metric
+    for model in ("SASRec", "HUGT"):
+        values = compare.load_per_user(os.path.join(output_dir, "runs", f"{model}-seed2020.npz"))
+        assert len(values["users"]) == int(runs[model]["targets_digest"]["test"].split(":")[0])
+        assert len(set(values["users"].tolist())) == len(values["users"])
+        for name in ("ndcg@10", "hit@10"):
+            assert round(float(values[name].mean()), 4) == pytest.approx(runs[model]["test_result"][name], abs=1e-4)
+    assert float(table[1]["test ndcg@10 vs SASRec p"]) < 1.0
+    assert float(table[0]["test ndcg@10 vs SASRec"]) == 0.0 and table[0]["test ndcg@10 vs SASRec p"] == ""
     assert float(table[1]["test ndcg@10"]) == pytest.approx(runs["HUGT"]["test_result"]["ndcg@10"])
     assert int(table[1]["parameters"]) == runs["HUGT"]["num_parameters"]
     summary = json.load(open(tmp_path / "summary.json"))
@@ -233,65 +248,191 @@ def _load_benchmark_script():
     return module
 
 
-def test_benchmark_script_writes_its_report(tmp_path):
+def test_benchmark_script_writes_its_page_through_the_tuned_protocol(tmp_path):
     import subprocess
     import sys
 
     bench = _load_benchmark_script()
     output = tmp_path / "RESULTS.md"
-    command = [
-        sys.executable,
-        bench.__file__,
-        "--quick",
-        "--models",
-        "SASRec",
-        "--datasets",
-        "synthetic",
-        "--batch-size",
-        "4096",
-        "--hidden-size",
-        "8",
-        "--output",
-        str(output),
-    ]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    command = [sys.executable, bench.__file__, "--models", "SASRec,GRU4Rec", "--datasets", "synthetic"]
+    command += ["--tune", "1", "--repeats", "1", "--epochs", "1", "--hidden-size", "8", "--max-len", "10"]
+    command += ["--batch-size", "2048", "--work-dir", str(tmp_path / "work"), "--output", str(output)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
-    report = output.read_text()
-    assert "--quick --models SASRec --datasets synthetic --batch-size 4096" in report  # the exact command
-    assert "torch 2." in report and "recbole 1.2.1" in report and "cores" in report and "load average" in report
-    (ok,) = json.loads((tmp_path / "RESULTS.json").read_text())["results"]
-    assert ok["status"] == "ok" and ok["model"] == "SASRec" and ok["dataset"] == "synthetic"
-    assert ok["seconds_per_epoch"] > 0 and ok["train_examples"] > 0 and ok["peak_rss_mib"] > 0
-    assert ok["examples_per_second"] == pytest.approx(ok["train_examples"] / ok["seconds_per_epoch"])
-    assert 0 <= ok["test_ndcg@10"] <= ok["test_hit@10"] <= 1
-    row = next(line for line in report.splitlines() if line.startswith("| SASRec | RecBole |"))
-    assert f"{ok['test_ndcg@10']:.4f}" in row and row.endswith("| ok |")
+    page = output.read_text()
+    assert page.splitlines()[2].startswith("**smoke test: not converged/tuned enough to rank models**")
+    assert "--models SASRec,GRU4Rec --datasets synthetic --tune 1 --repeats 1 --epochs 1" in page  # the command
+    assert "- wall time:" in page and "estimated wall time of the full budget" in page and "recbole 1.2.1" in page
+    result = json.loads((tmp_path / "RESULTS.json").read_text())
+    comparison = result["datasets"]["synthetic"]["comparison"]
+    gru = comparison["models"]["GRU4Rec"]
+    row = next(line for line in page.splitlines() if line.startswith("| GRU4Rec | RecBole |"))
+    assert f"{gru['test']['ndcg@10']['mean']:.4f}" in row and f"{100 * gru['test']['ndcg@10']['change']:+.1f}%" in row
+    assert row.endswith("| ok |") and result["full_budget"] is False and result["estimated_full_seconds"] > 0
+    assert "| SASRec | hyper/default.hyper | 1 | learning_rate: loguniform [0.0003, 0.01] | learning_rate=" in page
+    # the runs tested their best-validation checkpoints, and the plots are real PNGs
+    run = json.load(open(tmp_path / "work" / "synthetic" / "runs" / "GRU4Rec-seed2020.json"))
+    assert run["checkpoint"] and os.path.isfile(run["checkpoint"])
+    for name in ("RESULTS_synthetic_ndcg10.png", "RESULTS_synthetic_quality_vs_speed.png"):
+        assert f"]({name})" in page
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_a_failing_benchmark_run_becomes_a_table_row(tmp_path, monkeypatch):
+def test_a_failing_model_becomes_a_row_and_a_full_budget_is_not_called_a_smoke_test():
+    bench = _load_benchmark_script()
+    cell = {"mean": 0.2, "std": 0.01, "per_seed": [0.19, 0.21], "p_value": 0.001, "change": 0.25, "change_ci": [0.1, 0.4]}
+    comparison = {
+        "baseline": "SASRec",
+        "test": "Wilcoxon signed-rank test",
+        "setting": {"split": {}, "order": "TO", "group_by": "user", "eval_mode": "full", "seeds": [1, 2]},
+        "models": {
+            "HUGT": {"test": {"ndcg@10": cell}, "valid": {}, "seconds_per_epoch": 2.0, "num_parameters": 1234,
+                     "chosen": {}, "seeds": [1, 2]},
+        },
+    }
+    failures = {"EMBSR": "failed (seed 1): ValueError: OPERATION_FIELD is not set"}
+    lines = bench.dataset_section("ml-100k", ["EMBSR", "HUGT"], comparison, failures, {}, 60.0, {"EMBSR", "HUGT"}, [])
+    assert "| EMBSR | extension | - | - | - | - | - | - | failed (seed 1): ValueError: OPERATION_FIELD is not set |" in lines
+    assert "| HUGT | extension | 0.2000 ± 0.0100 | +25.0% [+10.0, +40.0] p=0.001 * | - | - | 2.00 | 1,234 | ok |" in lines
+    full = bench.build_parser().parse_args([])
+    assert bench.is_full_budget(full) and not bench.is_full_budget(bench.build_parser().parse_args(["--tune", "2"]))
+
+
+def test_query_split_groups_users_by_their_last_input_event(tmp_path):
+    bench = _load_benchmark_script()
+    flags = bench.last_event_is_query("synthetic", tiny_config_dict())
+    share = sum(flags.values()) / len(flags)
+    assert len(flags) > 100 and 0.05 < share < 0.5  # about 16% of the synthetic test users
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    users = np.array(sorted(flags))
+    is_query = np.array([flags[u] for u in users])
+    values = np.where(is_query, 0.5, 0.1)
+    compare.save_per_user(str(runs / "A-seed1.npz"), {"users": users[::-1], "ndcg@10": values[::-1]})
+    split = bench.query_split({"models": {"A": {"seeds": [1]}}}, str(tmp_path), flags)
+    assert split["A"]["query"] == {"mean": 0.5, "users": int(is_query.sum())}
+    assert split["A"]["item"] == {"mean": pytest.approx(0.1), "users": int((~is_query).sum())}
+
+
+def test_benchmarks_test_the_best_validation_checkpoint(tmp_path):
     import sys
 
-    bench = _load_benchmark_script()
-    crashing = tmp_path / "crashing-python"
-    crashing.write_text("#!/bin/sh\necho 'Traceback ...' >&2\necho 'ValueError: no dataset files' >&2\nexit 3\n")
-    crashing.chmod(0o755)
-    monkeypatch.setattr(sys, "executable", str(crashing))
-    failed = bench.run_in_subprocess("SASRec", "ml-100k", {"epochs": 1}, timeout=60)
-    assert failed == {"model": "SASRec", "dataset": "ml-100k", "status": "failed: ValueError: no dataset files"}
-    ok = {
-        "model": "HUGT",
-        "dataset": "ml-100k",
-        "status": "ok",
-        "seconds_per_epoch": 2.0,
-        "examples_per_second": 500.0,
-        "peak_rss_mib": 480.0,
-        "rss_after_imports_mib": 340.0,
-        "test_ndcg@10": 0.1234,
-        "test_hit@10": 0.25,
-        "num_parameters": 1234,
+    from conftest import REPO_ROOT
+
+    sys.path.insert(0, os.path.join(REPO_ROOT, "benchmarks"))
+    from common import run_best_validation
+
+    config = tiny_config_dict(epochs=3, metrics=["NDCG"], topk=[10], valid_metric="NDCG@10", learning_rate=0.05)
+    record = run_best_validation("GRU4Rec", "synthetic", config, checkpoint_dir=str(tmp_path / "saved"))
+    assert record["checkpoint"] and os.path.isfile(record["checkpoint"])
+    values = compare.per_user_test_values(record["checkpoint"])  # the saved (best-validation) model
+    assert round(float(values["ndcg@10"].mean()), 4) == pytest.approx(record["test_result"]["ndcg@10"], abs=1e-4)
+
+
+# ---------------------------------------------------------------------------------------------
+# tuned comparison with seeds and significance (issue 12, items 1 and 2): the plumbing, tiny
+
+
+def test_model_specs_with_variants_keep_commas_inside_brackets():
+    entries = compare.parse_model_specs("SASRec, EMBSR[variant=EMBSR-NS,fusion_beta=0.2],HUGT[n_graph_heads=0]")
+    assert [(e.label, e.model, e.fixed) for e in entries] == [
+        ("SASRec", "SASRec", {}),
+        ("EMBSR[variant=EMBSR-NS,fusion_beta=0.2]", "EMBSR", {"variant": "EMBSR-NS", "fusion_beta": 0.2}),
+        ("HUGT[n_graph_heads=0]", "HUGT", {"n_graph_heads": 0}),
+    ]
+    with pytest.raises(ValueError, match="unbalanced"):
+        compare.parse_model_specs("SASRec,EMBSR[variant=EMBSR-NS")
+    with pytest.raises(ValueError, match="--key=value"):
+        compare.parse_model_specs("SASRec,EMBSR[variant]")
+
+
+def test_search_spaces_and_the_default_space():
+    assert compare.space_file("HUGT").endswith("hyper/HUGT.hyper")
+    assert compare.space_file("GRU4Rec") == compare.DEFAULT_SPACE_FILE
+    from recbole_ext.tuning import read_params_file
+
+    (name, kind, (low, high)), *_ = read_params_file(compare.DEFAULT_SPACE_FILE)
+    assert (name, kind) == ("learning_rate", "loguniform")
+    assert compare.describe_space([(name, kind, (low, high))]) == {name: "loguniform [0.0003, 0.01]"}
+
+
+def test_data_digest_sees_a_changed_atomic_file(tmp_path):
+    folder = tmp_path / "d"
+    folder.mkdir()
+    (folder / "d.inter").write_text("user_id:token\titem_id:token\n1\t2\n")
+    before = compare.dataset_files_digest(str(folder))
+    assert before == compare.dataset_files_digest(str(folder))
+    (folder / "d.inter").write_text("user_id:token\titem_id:token\n1\t3\n")
+    assert compare.dataset_files_digest(str(folder)) != before
+    assert compare.setting_digest("d", {}, None, before) != compare.setting_digest("d", {}, None, "other")
+
+
+def test_tuned_comparison_with_seeds_and_paired_tests_writes_json_and_resumes(tmp_path, capsys):
+    from recbole_ext.cli import main as cli_main
+
+    output_dir = str(tmp_path / "tuned")
+    argv = ["--model=SASRec,GRU4Rec", "--dataset=synthetic", f"--output_dir={output_dir}", "--tune=2", "--repeats=2"]
+    argv += _tiny_args(metrics="['NDCG','Hit']", topk=10, valid_metric="NDCG@10", stopping_step=1)
+    assert cli_main(argv) == 0
+
+    result = json.load(open(os.path.join(output_dir, "comparison.json")))
+    assert result["baseline"] == "SASRec" and result["test"] == "Wilcoxon signed-rank test"
+    for label in ("SASRec", "GRU4Rec"):
+        model = result["models"][label]
+        assert model["seeds"] == [2020, 2021]
+        assert model["searched"] == {"learning_rate": "loguniform [0.0003, 0.01]"}
+        # the chosen value is the trial with the best validation score; trials were never tested
+        trials = model["trials"]
+        assert len(trials) == 2 and trials[0]["params"] != trials[1]["params"]
+        best = max(trials, key=lambda t: t["valid_score"])
+        assert model["chosen"] == best["params"] and 3e-4 <= model["chosen"]["learning_rate"] <= 1e-2
+        trial_files = [f for f in os.listdir(os.path.join(output_dir, "trials", label)) if f.endswith(".json")]
+        assert len(trial_files) == 2
+        for file in trial_files:
+            assert "test_result" not in json.load(open(os.path.join(output_dir, "trials", label, file)))
+        runs = [json.load(open(os.path.join(output_dir, "runs", f"{label}-seed{s}.json"))) for s in (2020, 2021)]
+        assert all(r["config"]["learning_rate"] == model["chosen"]["learning_rate"] for r in runs)
+        # same seed, same configuration: the chosen trial's validation score comes back exactly
+        assert runs[0]["best_valid_score"] == pytest.approx(best["valid_score"], abs=1e-12)
+        ndcg = model["test"]["ndcg@10"]
+        assert set(ndcg) == {"mean", "std", "per_seed", "p_value", "change", "change_ci"}
+        assert ndcg["per_seed"] == [r["test_result"]["ndcg@10"] for r in runs]
+        assert ndcg["mean"] == pytest.approx(np.mean(ndcg["per_seed"]))
+        assert ndcg["std"] == pytest.approx(np.std(ndcg["per_seed"], ddof=1))
+        assert set(model["valid"]["ndcg@10"]) >= {"mean", "std", "per_seed"}
+        # another seed changes the per-user values
+        first, second = (compare.load_per_user(os.path.join(output_dir, "runs", f"{label}-seed{s}.npz")) for s in (2020, 2021))
+        assert not np.array_equal(first["ndcg@10"], second["ndcg@10"])
+    assert result["models"]["SASRec"]["test"]["ndcg@10"]["p_value"] is None
+    gru = result["models"]["GRU4Rec"]["test"]["ndcg@10"]
+    assert 0.0 <= gru["p_value"] <= 1.0 and gru["change_ci"][0] <= gru["change"] <= gru["change_ci"][1]
+    # the pooled paired change is the change of the (user, seed) means, recomputed from the .npz
+    pooled = {
+        label: np.concatenate(
+            [compare.load_per_user(os.path.join(output_dir, "runs", f"{label}-seed{s}.npz"))["ndcg@10"] for s in (2020, 2021)]
+        )
+        for label in ("SASRec", "GRU4Rec")
     }
-    args = bench.build_parser().parse_args(["--quick"])
-    started = bench.datetime.datetime(2026, 1, 1, 12, 0)
-    report = bench.render_report([failed, ok], args, bench.shared_config(args), "python x", started, started, {"HUGT"})
-    assert "| SASRec | RecBole | - | - | - | - | - | - | - | failed: ValueError: no dataset files |" in report
-    assert "| HUGT | extension | 2.00 | 500 | 480 | 340 | 0.1234 | 0.2500 | 1,234 | ok |" in report
+    assert gru["change"] == pytest.approx(pooled["GRU4Rec"].mean() / pooled["SASRec"].mean() - 1)
+    markdown = open(os.path.join(output_dir, "comparison.md")).read()
+    assert "tuning: 2 trials per model" in markdown and "Wilcoxon signed-rank test" in markdown
+    assert "| GRU4Rec | hyper/default.hyper | 2 | learning_rate: loguniform [0.0003, 0.01] | learning_rate=" in markdown
+
+    # resume: every trial and run is read back, nothing trains
+    capsys.readouterr()
+    assert cli_main(argv) == 0
+    out = capsys.readouterr().out
+    assert "[compare] training" not in out and out.count("[compare] skipped") == 8  # 4 trials, 4 runs
+    assert json.load(open(os.path.join(output_dir, "comparison.json")))["models"] == result["models"]
+
+
+def test_same_seed_reproduces_the_per_user_values(tmp_path):
+    config = dict(tiny_config_dict(metrics=["NDCG", "Hit"], topk=[10], valid_metric="NDCG@10"))
+    values = []
+    for name in ("a", "b"):
+        record_file = str(tmp_path / name / "runs" / "SASRec-seed2020.json")
+        config["checkpoint_dir"] = str(tmp_path / name / "saved")
+        compare.run_one("SASRec", "synthetic", None, dict(config), record_file, "digest")
+        values.append(compare.load_per_user(compare.per_user_file(record_file)))
+    assert np.array_equal(values[0]["users"], values[1]["users"])
+    assert np.array_equal(values[0]["ndcg@10"], values[1]["ndcg@10"]) and values[0]["ndcg@10"].any()
