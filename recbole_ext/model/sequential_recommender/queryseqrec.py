@@ -39,6 +39,7 @@ from recbole_ext.data.dataset.query_dataset import (
     EVENT_QUERY_FIELD,
     EVENT_TYPE_FIELD,
     ITEM_CONTEXT_FIELD,
+    trailing_query,
 )
 from recbole_ext.model.layers import init_like_sasrec
 
@@ -198,8 +199,10 @@ class QuerySeqRec(SequentialRecommender):
             self.register_buffer("query_words", dataset.query_words.long(), persistent=False)
             self.word_embedding = nn.Embedding(dataset.num_words, d, padding_idx=0)
             self.type_embedding = nn.Embedding(3, d)
+        # early and NOVA fusions read the item slots plus one slot for the trailing query
+        self.reads_trailing_query = self.use_queries and self.query_fusion in ("early", "nova")
         self.max_positions = dataset.max_event_list_len if self.reads_events else \
-            self.max_seq_length
+            self.max_seq_length + int(self.reads_trailing_query)
         self.position_embedding = nn.Embedding(self.max_positions, d)
         # the authors' code feeds Dropout(embeddings + positions) to the blocks, without SASRec's
         # embedding LayerNorm
@@ -281,9 +284,28 @@ class QuerySeqRec(SequentialRecommender):
         if self.reads_events:
             return (interaction[EVENT_ITEM_FIELD], interaction[EVENT_QUERY_FIELD],
                     interaction[EVENT_TYPE_FIELD], interaction[EVENT_LENGTH_FIELD])
+        if self.reads_trailing_query:
+            return self.item_slots_with_trailing_query(interaction)
         items = interaction[self.ITEM_SEQ]
         return items, torch.zeros_like(items), (items > 0).long() * EVENT_ITEM, \
             interaction[self.ITEM_SEQ_LEN]
+
+    def item_slots_with_trailing_query(self, interaction):
+        """Inputs of the early and NOVA fusions: ``(items, context, types, length)``, the item
+        slots with each item's context query, plus one query-only slot (item 0, type query) after
+        the last item when the last input event is a query, so that the query issued just before
+        the target is read too (it precedes no input item)."""
+        items, length = interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN]
+        slots = torch.arange(items.size(1) + 1, device=items.device).unsqueeze(0)
+        real = slots < length.unsqueeze(1)
+        items = F.pad(items, (0, 1)) * real
+        context = F.pad(interaction[ITEM_CONTEXT_FIELD], (0, 1)) * real
+        trailing = trailing_query(interaction)
+        at_end = slots == length.unsqueeze(1)
+        context = torch.where(at_end, trailing.unsqueeze(1), context)
+        types = torch.where(real, EVENT_ITEM, torch.where(at_end & (trailing > 0).unsqueeze(1),
+                                                          EVENT_QUERY, 0))
+        return items, context, types, length + (trailing > 0).long()
 
     def embed_events(self, items, queries, types, item_table):
         emb = item_table(items) * (types == EVENT_ITEM).unsqueeze(-1)
@@ -325,7 +347,7 @@ class QuerySeqRec(SequentialRecommender):
                 emb = emb + self.type_embedding(types)
             return self._encode_transformer(emb, types, positions)
 
-        context = self.query_representation(interaction[ITEM_CONTEXT_FIELD])
+        context = self.query_representation(queries)
         if self.query_fusion == "early":
             return self._encode_transformer(self.item_embedding(items) + context, types,
                                             positions)
