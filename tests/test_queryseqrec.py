@@ -547,6 +547,23 @@ def test_padding_never_changes_outputs(query_dataset, switch):
         assert torch.allclose(model.full_sort_predict(noisy), reference, atol=1e-5)
 
 
+@pytest.mark.parametrize("switch", SWITCH_MODELS, ids=lambda s: "-".join(map(str, s.values()))
+                         or "default")
+def test_every_encoder_path_has_one_output_contract(query_dataset, switch):
+    """``forward`` returns ``(hidden [B, L, D'], last [B])`` on every path, D' the width of the
+    output table, and the state at ``last`` is what scores the items."""
+    model, train = _model(query_dataset, **switch)
+    model.eval()
+    batch = _batch(train, 32)
+    with torch.no_grad():
+        hidden, last = model.forward(batch)
+        assert hidden.dim() == 3 and hidden.size(0) == 32 and last.shape == (32,)
+        assert hidden.size(2) == model.item_table().size(1)
+        assert (last >= 0).all() and (last < hidden.size(1)).all()
+        state = hidden[torch.arange(32), last]
+        assert torch.equal(model.full_sort_predict(batch), state @ model.item_table().t())
+
+
 QUERY_READERS = [s for s in SWITCH_MODELS if s.get("use_queries", True)]
 
 
