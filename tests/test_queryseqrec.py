@@ -2,6 +2,7 @@
 examples and a brute-force reference, leakage, augmentation statistics, sampled softmax,
 padding invariance, reproducibility, one-epoch runs of every switch."""
 
+import copy
 import os
 
 import numpy as np
@@ -348,13 +349,99 @@ def test_only_the_training_loader_augments_and_mixture_is_the_default(tiny_data_
     assert torch.equal(batch[EVENT_ITEM_FIELD], raw[EVENT_ITEM_FIELD])
 
 
+LABEL_SAFE_SETTINGS = [{"replacement_form": "mixture", "graph_mix": 1.0},
+                       {"replacement_form": "rho", "rho": 1e6}, {"augmentation": "uniform"}]
+
+
+def _train_examples(query_dataset):
+    _, _, (train, _, _) = query_dataset
+    return train.inter_feat[torch.arange(len(train.inter_feat))]
+
+
+def test_item_pools_hold_the_target_above_chance(query_dataset):
+    """Why the labels must be excluded: the last input item's pool query2item[context query]
+    holds the example's own training target far above chance."""
+    _, dataset, _ = query_dataset
+    batch = _train_examples(query_dataset)
+    graph = dataset.query_item_graph
+    last = batch[EVENT_LENGTH_FIELD] - 1
+    is_item = batch[EVENT_TYPE_FIELD].gather(1, last.unsqueeze(1)).squeeze(1) == 1
+    context = batch[EVENT_CONTEXT_FIELD].gather(1, last.unsqueeze(1)).squeeze(1)[is_item]
+    target = batch["item_id"][is_item]
+    ptr, idx = graph["query2item_ptr"], graph["query2item_idx"]
+    holds = [int(t) in set(idx[ptr[c]:ptr[c + 1]].tolist()) for c, t in zip(context, target)]
+    degree = (ptr[context + 1] - ptr[context]).double()
+    assert np.mean(holds) > 3 * float((degree / len(graph["item_nodes"])).mean())
+
+
+@pytest.mark.parametrize("positions", ["last", "all"])
+@pytest.mark.parametrize("setting", LABEL_SAFE_SETTINGS, ids=lambda s: next(iter(s.values())))
+def test_replaced_items_are_never_a_label(query_dataset, positions, setting):
+    """Every input item replaced: none is the example's target, and with train_positions all
+    none is the label of its own or of a later position (an item after it)."""
+    _, dataset, _ = query_dataset
+    batch = _train_examples(query_dataset)
+    original, target = batch[EVENT_ITEM_FIELD].clone(), batch["item_id"].clone()
+    torch.manual_seed(4)
+    out = _augmenter(dataset.query_item_graph, beta_item=1.0, beta_query=0.0,
+                     train_positions=positions, **setting)(None, batch)
+    items = out[EVENT_ITEM_FIELD]
+    is_item = out[EVENT_TYPE_FIELD] == 1
+    original = original[:, :items.size(1)]
+    assert (items != original)[is_item].float().mean() > 0.5  # replaced
+    assert not ((items == target.unsqueeze(1)) & is_item).any()
+    if positions == "all":
+        later = torch.arange(items.size(1)).view(1, 1, -1) > torch.arange(items.size(1)).view(1, -1, 1)
+        hits = (items.unsqueeze(2) == original.unsqueeze(1)) & later & (original.unsqueeze(1) > 0)
+        assert not (hits.any(2) & is_item).any()
+
+
+def test_all_positions_query_replacement_never_reads_the_next_item(query_dataset):
+    """With train_positions all, the item after a query is the label of the query's position:
+    changing every item after position 3 leaves the replaced queries up to position 3 unchanged
+    (same random numbers)."""
+    _, dataset, _ = query_dataset
+    batch = _train_examples(query_dataset)
+    keep = batch[EVENT_LENGTH_FIELD] > 6
+    batch = batch[keep]
+    changed = copy.deepcopy(batch)
+    late_item = (torch.arange(changed[EVENT_ITEM_FIELD].size(1)) > 3) & (changed[EVENT_TYPE_FIELD] == 1)
+    n_items = int(dataset.item_num)
+    changed[EVENT_ITEM_FIELD] = torch.where(late_item, changed[EVENT_ITEM_FIELD] % (n_items - 1) + 1,
+                                            changed[EVENT_ITEM_FIELD])
+    outputs = []
+    for data in (batch, changed):
+        torch.manual_seed(6)
+        outputs.append(_augmenter(dataset.query_item_graph, beta_item=0.0, beta_query=1.0,
+                                  replacement_form="mixture", graph_mix=1.0,
+                                  train_positions="all")(None, copy.deepcopy(data)))
+    queries_early = outputs[0][EVENT_TYPE_FIELD][:, :4] == 2
+    assert queries_early.sum() > 50
+    assert torch.equal(outputs[0][EVENT_QUERY_FIELD][:, :4], outputs[1][EVENT_QUERY_FIELD][:, :4])
+
+
+def test_draw_excluding_is_uniform_over_the_rest():
+    from recbole_ext.data.dataloader.query_augmentation import draw_excluding, segment_keys
+
+    # node 1's list [2, 5, 7, 9], node 2's [3]; exclude 5 and 9 (and 4, absent, and padding 0)
+    ptr, idx = torch.tensor([0, 0, 4, 5]), torch.tensor([2, 5, 7, 9, 3])
+    keys, stride = segment_keys(ptr, idx)
+    nodes = torch.tensor([1] * 30000 + [2])
+    excluded = torch.tensor([[5, 9, 4, 0]] * 30000 + [[3, 0, 0, 0]])
+    draws, has = draw_excluding(keys, ptr[nodes], ptr[nodes + 1] - ptr[nodes], nodes * stride,
+                                excluded, torch.rand(len(nodes)))
+    counts = torch.bincount(draws[:-1], minlength=10)
+    assert set(torch.nonzero(counts).flatten().tolist()) == {2, 7}
+    assert abs(counts[2] / 30000 - 0.5) < 0.02
+    assert has[:-1].all() and not has[-1] and draws[-1] == 0  # node 2: nothing but excluded
+
+
 def _replacement_counts(graph, current, **config):
     augmenter = _augmenter(graph, **config)
     torch.manual_seed(3)
     draws = augmenter._replace(
         torch.full((200000,), current), torch.full((200000,), 1), graph["item_nodes"],
-        graph["item_sim_ptr"], graph["item_sim_idx"], graph["query2item_ptr"],
-        graph["query2item_idx"])
+        "item_sim", "query2item", torch.zeros(200000, 1, dtype=torch.long))
     return torch.bincount(draws, minlength=21).double()
 
 
@@ -458,6 +545,54 @@ def test_padding_never_changes_outputs(query_dataset, switch):
         noisy["item_id_list"] = torch.where(item_pad, 7, noisy["item_id_list"])
         noisy[ITEM_CONTEXT_FIELD] = torch.where(item_pad, 1, noisy[ITEM_CONTEXT_FIELD])
         assert torch.allclose(model.full_sort_predict(noisy), reference, atol=1e-5)
+
+
+@pytest.mark.parametrize("switch", SWITCH_MODELS, ids=lambda s: "-".join(map(str, s.values()))
+                         or "default")
+def test_every_encoder_path_has_one_output_contract(query_dataset, switch):
+    """``forward`` returns ``(hidden [B, L, D'], last [B])`` on every path, D' the width of the
+    output table, and the state at ``last`` is what scores the items."""
+    model, train = _model(query_dataset, **switch)
+    model.eval()
+    batch = _batch(train, 32)
+    with torch.no_grad():
+        hidden, last = model.forward(batch)
+        assert hidden.dim() == 3 and hidden.size(0) == 32 and last.shape == (32,)
+        assert hidden.size(2) == model.item_table().size(1)
+        assert (last >= 0).all() and (last < hidden.size(1)).all()
+        state = hidden[torch.arange(32), last]
+        assert torch.equal(model.full_sort_predict(batch), state @ model.item_table().t())
+
+
+QUERY_READERS = [s for s in SWITCH_MODELS if s.get("use_queries", True)]
+
+
+@pytest.mark.parametrize("switch", QUERY_READERS, ids=lambda s: "-".join(map(str, s.values()))
+                         or "default")
+def test_every_fusion_reads_the_query_before_the_target(query_dataset, switch):
+    """The query issued after the last input item (just before the target) changes the scores
+    of every fusion and backbone (early and NOVA attach queries to the item they precede, so
+    this one needs its own slot); the other examples' scores do not move."""
+    from recbole_ext.data.dataset.query_dataset import last_event_is_query
+
+    model, train = _model(query_dataset, **switch)
+    model.eval()
+    with torch.no_grad():  # weights far from the tiny initialisation, so every path is visible
+        for parameter in model.parameters():
+            parameter.normal_(0.0, 0.5)
+    batch = _batch(train, 200)
+    ended = last_event_is_query(batch)
+    assert 10 < int(ended.sum()) < 190
+    changed = _batch(train, 200)
+    last = (changed[EVENT_LENGTH_FIELD] - 1).unsqueeze(1)
+    other = changed[EVENT_QUERY_FIELD].gather(1, last) % (model.query_words.size(0) - 1) + 1
+    changed[EVENT_QUERY_FIELD] = changed[EVENT_QUERY_FIELD].scatter(
+        1, last, torch.where(ended.unsqueeze(1), other, changed[EVENT_QUERY_FIELD].gather(1, last)))
+    with torch.no_grad():
+        before, after = model.full_sort_predict(batch), model.full_sort_predict(changed)
+    moved = ~torch.isclose(before, after, atol=1e-6).all(1)
+    assert moved[ended].all()
+    assert not moved[~ended].any()
 
 
 def test_without_queries_reads_item_list_only(query_dataset):

@@ -176,6 +176,37 @@ def interleave_events(item_uid, item_time, item_id, window_start, target_row,
     return out
 
 
+def trailing_query(interaction):
+    """``[N]``: the query id of each example's last input event if that event is a query (the
+    query issued after the last input item, just before the target), else 0."""
+    length = interaction[EVENT_LENGTH_FIELD].long()
+    last = (length - 1).clamp(min=0).unsqueeze(1)
+    is_query = (interaction[EVENT_TYPE_FIELD].gather(1, last).squeeze(1) == EVENT_QUERY) & (length > 0)
+    return torch.where(is_query, interaction[EVENT_QUERY_FIELD].gather(1, last).squeeze(1), 0)
+
+
+def last_event_is_query(interaction):
+    """``[N]`` bool: whether each example's last input event is a query (its target follows a
+    query) rather than an item. Works on any batch or ``inter_feat`` of ``QueryAwareDataset``."""
+    return trailing_query(interaction) > 0
+
+
+def split_by_last_event(values, query_ended):
+    """Means of per-example metric ``values`` ``[N]`` over all examples and over the two groups
+    of :func:`last_event_is_query`: ``{"all", "query_ended", "item_ended", "query_share"}``
+    (a group without examples gives nan). The examples must be in the same order as the mask."""
+    values = torch.as_tensor(values, dtype=torch.double)
+    mask = torch.as_tensor(query_ended, dtype=torch.bool)
+    if values.shape != mask.shape:
+        raise ValueError(f"values {tuple(values.shape)} and mask {tuple(mask.shape)} differ")
+
+    def mean(selected):
+        return float(selected.mean()) if len(selected) else float("nan")
+
+    return {"all": mean(values), "query_ended": mean(values[mask]),
+            "item_ended": mean(values[~mask]), "query_share": float(mask.double().mean())}
+
+
 def csr_from_pairs(src, dst, n_src):
     """CSR adjacency (``ptr [n_src + 1]``, ``idx``) of the pairs, neighbours sorted by id."""
     order = np.lexsort((dst, src))

@@ -19,6 +19,12 @@ transformer, gru as GRU4Rec, fpmc as FPMC, each reading the heterogeneous sequen
 ``train_positions`` (last: RecBole style; all: every position followed by an item, the paper's
 code), ``transformer_block`` (standard: RecBole's SASRec block; authors: the block of the authors'
 released code) and ``softmax_samples`` (sampled softmax for large catalogues, Sec. 2.4).
+
+Each encoder path is one method (``_forward_<path>``, see ``encoder_path``) with one output
+contract: the states of every input position and the index of the one that scores the target.
+The early and NOVA fusions attach each query to the item it precedes; the query issued after the
+last input item (just before the target) gets a query-only slot of its own, so every fusion reads
+it.
 """
 
 
@@ -39,6 +45,7 @@ from recbole_ext.data.dataset.query_dataset import (
     EVENT_QUERY_FIELD,
     EVENT_TYPE_FIELD,
     ITEM_CONTEXT_FIELD,
+    trailing_query,
 )
 from recbole_ext.model.layers import init_like_sasrec
 
@@ -198,8 +205,10 @@ class QuerySeqRec(SequentialRecommender):
             self.register_buffer("query_words", dataset.query_words.long(), persistent=False)
             self.word_embedding = nn.Embedding(dataset.num_words, d, padding_idx=0)
             self.type_embedding = nn.Embedding(3, d)
+        # early and NOVA fusions read the item slots plus one slot for the trailing query
+        self.reads_trailing_query = self.use_queries and self.query_fusion in ("early", "nova")
         self.max_positions = dataset.max_event_list_len if self.reads_events else \
-            self.max_seq_length
+            self.max_seq_length + int(self.reads_trailing_query)
         self.position_embedding = nn.Embedding(self.max_positions, d)
         # the authors' code feeds Dropout(embeddings + positions) to the blocks, without SASRec's
         # embedding LayerNorm
@@ -281,9 +290,28 @@ class QuerySeqRec(SequentialRecommender):
         if self.reads_events:
             return (interaction[EVENT_ITEM_FIELD], interaction[EVENT_QUERY_FIELD],
                     interaction[EVENT_TYPE_FIELD], interaction[EVENT_LENGTH_FIELD])
+        if self.reads_trailing_query:
+            return self.item_slots_with_trailing_query(interaction)
         items = interaction[self.ITEM_SEQ]
         return items, torch.zeros_like(items), (items > 0).long() * EVENT_ITEM, \
             interaction[self.ITEM_SEQ_LEN]
+
+    def item_slots_with_trailing_query(self, interaction):
+        """Inputs of the early and NOVA fusions: ``(items, context, types, length)``, the item
+        slots with each item's context query, plus one query-only slot (item 0, type query) after
+        the last item when the last input event is a query, so that the query issued just before
+        the target is read too (it precedes no input item)."""
+        items, length = interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN]
+        slots = torch.arange(items.size(1) + 1, device=items.device).unsqueeze(0)
+        real = slots < length.unsqueeze(1)
+        items = F.pad(items, (0, 1)) * real
+        context = F.pad(interaction[ITEM_CONTEXT_FIELD], (0, 1)) * real
+        trailing = trailing_query(interaction)
+        at_end = slots == length.unsqueeze(1)
+        context = torch.where(at_end, trailing.unsqueeze(1), context)
+        types = torch.where(real, EVENT_ITEM, torch.where(at_end & (trailing > 0).unsqueeze(1),
+                                                          EVENT_QUERY, 0))
+        return items, context, types, length + (trailing > 0).long()
 
     def embed_events(self, items, queries, types, item_table):
         emb = item_table(items) * (types == EVENT_ITEM).unsqueeze(-1)
@@ -303,39 +331,74 @@ class QuerySeqRec(SequentialRecommender):
                                 output_all_encoded_layers=True)[-1]
 
     # -- forward --------------------------------------------------------------------------------
+    # One method per encoder path. Each returns the same contract, ``(hidden, last)``: ``hidden``
+    # ``[B, L, D']`` holds a state per input position (D' is the width of ``item_table()``:
+    # 2 * hidden_size for fpmc) and ``last`` ``[B]`` the index of the position whose state scores
+    # the example's target. Late fusion reduces the sequence to that one state (L = 1, last 0).
+    def encoder_path(self):
+        """Name of the encoder path this configuration runs (see ``forward``)."""
+        if self.backbone != "transformer":
+            return self.backbone
+        if self.use_queries and self.query_fusion in ("early", "nova", "late"):
+            return self.query_fusion
+        return "transformer"
+
     def forward(self, interaction):
-        """Hidden state of every position ``[B, L, D]`` (for ``fpmc``, D = 2*hidden_size)."""
-        items, queries, types, _ = self.sequence_inputs(interaction)
-        if self.backbone == "gru":
-            emb = self.dropout(self.embed_events(items, queries, types, self.item_embedding))
-            if self.use_queries:
-                emb = emb + self.type_embedding(types)
-            return self.gru_dense(self.gru_layers(emb)[0])
-        if self.backbone == "fpmc":
-            last = self.embed_events(items, queries, types, self.last_item_embedding)
-            if self.use_queries:
-                last = last + self.type_embedding(types)
-            user = self.user_embedding(interaction[self.USER_ID]).unsqueeze(1)
-            return torch.cat([user.expand_as(last), last], dim=-1)
+        """``(hidden [B, L, D'], last [B])``: the states of every input position and the index
+        of the last one (see the contract above)."""
+        return getattr(self, f"_forward_{self.encoder_path()}")(interaction)
 
+    def _forward_transformer(self, interaction):
+        """The heterogeneous sequence (the paper's model), or item_id_list for ``w/o Q``
+        (SASRec), read by the Transformer encoder."""
+        items, queries, types, length = self.sequence_inputs(interaction)
         positions = self._positions(items, self.position_embedding)
-        if not self.use_queries or self.query_fusion == "heterogeneous":
-            emb = self.embed_events(items, queries, types, self.item_embedding)
-            if self.use_queries:
-                emb = emb + self.type_embedding(types)
-            return self._encode_transformer(emb, types, positions)
+        emb = self.embed_events(items, queries, types, self.item_embedding)
+        if self.use_queries:
+            emb = emb + self.type_embedding(types)
+        return self._encode_transformer(emb, types, positions), length - 1
 
-        context = self.query_representation(interaction[ITEM_CONTEXT_FIELD])
-        if self.query_fusion == "early":
-            return self._encode_transformer(self.item_embedding(items) + context, types,
-                                            positions)
-        if self.query_fusion == "nova":
-            hidden = self.dropout(self.LayerNorm(self.item_embedding(items)))
-            mask = self.get_attention_mask(types)
-            return self.nova_encoder(hidden, positions + context, mask)
-        # late fusion (FDSA): item encoder and query encoder, last states concatenated
+    def _forward_gru(self, interaction):
+        """GRU4Rec-style backbone over the same sequence."""
+        items, queries, types, length = self.sequence_inputs(interaction)
+        emb = self.dropout(self.embed_events(items, queries, types, self.item_embedding))
+        if self.use_queries:
+            emb = emb + self.type_embedding(types)
+        return self.gru_dense(self.gru_layers(emb)[0]), length - 1
+
+    def _forward_fpmc(self, interaction):
+        """FPMC-style backbone: ``[user; last event]`` at every position (scored against
+        ``[IU; LI]``)."""
+        items, queries, types, length = self.sequence_inputs(interaction)
+        last = self.embed_events(items, queries, types, self.last_item_embedding)
+        if self.use_queries:
+            last = last + self.type_embedding(types)
+        user = self.user_embedding(interaction[self.USER_ID]).unsqueeze(1)
+        return torch.cat([user.expand_as(last), last], dim=-1), length - 1
+
+    def _forward_early(self, interaction):
+        """Early fusion: each item slot adds its context query (and the trailing query its own
+        slot) before the encoder."""
+        items, context, types, length = self.sequence_inputs(interaction)
+        positions = self._positions(items, self.position_embedding)
+        emb = self.item_embedding(items) + self.query_representation(context)
+        return self._encode_transformer(emb, types, positions), length - 1
+
+    def _forward_nova(self, interaction):
+        """NOVA fusion: queries and positions enter the attention's queries and keys only."""
+        items, context, types, length = self.sequence_inputs(interaction)
+        positions = self._positions(items, self.position_embedding)
+        context = self.query_representation(context)
+        hidden = self.dropout(self.LayerNorm(self.item_embedding(items)))
+        mask = self.get_attention_mask(types)
+        return self.nova_encoder(hidden, positions + context, mask), length - 1
+
+    def _forward_late(self, interaction):
+        """Late fusion (FDSA): item encoder and query encoder, last states concatenated."""
+        items, _, types, length = self.sequence_inputs(interaction)
+        positions = self._positions(items, self.position_embedding)
         item_hidden = self._encode_transformer(self.item_embedding(items), types, positions)
-        item_last = self.gather_indexes(item_hidden, interaction[self.ITEM_SEQ_LEN] - 1)
+        item_last = self.gather_indexes(item_hidden, length - 1)
         query_ids, query_len = self._query_sequence(interaction)
         query_types = (query_ids > 0).long()
         query_emb = self.query_representation(query_ids) + self._positions(
@@ -345,7 +408,8 @@ class QuerySeqRec(SequentialRecommender):
             output_all_encoded_layers=True)[-1]
         query_last = self.gather_indexes(query_hidden, (query_len - 1).clamp(min=0))
         query_last = query_last * (query_len > 0).unsqueeze(-1)
-        return self.concat_layer(torch.cat([item_last, query_last], dim=-1)).unsqueeze(1)
+        fused = self.concat_layer(torch.cat([item_last, query_last], dim=-1)).unsqueeze(1)
+        return fused, torch.zeros_like(length)
 
     def _query_sequence(self, interaction):
         """The query events of the heterogeneous sequence, in order and left-aligned."""
@@ -356,12 +420,9 @@ class QuerySeqRec(SequentialRecommender):
         return query_ids, is_query.sum(1)
 
     def seq_output(self, interaction):
-        """The representation at the last input position ``[B, D]``."""
-        hidden = self.forward(interaction)
-        if hidden.size(1) == 1:  # late fusion already reduced to the last position
-            return hidden[:, 0]
-        _, _, _, length = self.sequence_inputs(interaction)
-        return self.gather_indexes(hidden, length - 1)
+        """The representation at the last input position ``[B, D']``."""
+        hidden, last = self.forward(interaction)
+        return self.gather_indexes(hidden, last)
 
     def item_table(self):
         """Output embeddings of all items ``[n_items, D]``."""
@@ -375,7 +436,7 @@ class QuerySeqRec(SequentialRecommender):
         target = interaction[self.POS_ITEM_ID]
         if self.train_positions == "last":
             return self.seq_output(interaction), target
-        hidden = self.forward(interaction)
+        hidden, _ = self.forward(interaction)
         items, _, types, length = self.sequence_inputs(interaction)
         # Labels come from the events before augmentation: the transform replaces input items
         # and keeps the originals in EVENT_ITEM_LABEL_FIELD (labels are never replaced).
