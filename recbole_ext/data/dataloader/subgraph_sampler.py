@@ -20,6 +20,8 @@ padded tensors with one row per example (so RecBole can slice, repeat and concat
 
 - ``dgsr_user_nodes`` [B, U], ``dgsr_item_nodes`` [B, I]: global ids, 0 = padding, sorted by hop
   (the example's user is user node 0, expanded nodes come before leaves);
+- ``dgsr_user_hop`` [B, U], ``dgsr_item_hop`` [B, I]: each node's hop (its distance to the user
+  along message edges), -1 = padding; the model prunes with it;
 - ``dgsr_user_nbr_index`` / ``dgsr_user_nbr_order`` [B, Ue, k]: for the first Ue user nodes,
   local indices into ``dgsr_item_nodes`` of their in-neighbours and the relative order r
   (0 = most recent edge, -1 = padding); entries are oldest first;
@@ -122,10 +124,13 @@ class _NodeSet:
 
 
 def _scatter_nodes(node_set, local, counts, batch, width):
+    """Node ids [B, width] (0 = padding) and their hops (-1 = padding)."""
     out = torch.zeros(batch, max(width, 1), dtype=torch.long)
+    hops = torch.full((batch, max(width, 1)), -1, dtype=torch.long)
     examples, ids = node_set.keys // node_set.base, node_set.keys % node_set.base
     out[examples, local] = ids
-    return out
+    hops[examples, local] = node_set.hops
+    return out, hops
 
 
 def _scatter_rows(rows, node_set, local, batch, width, k, other_set, other_local, with_times):
@@ -210,9 +215,13 @@ def sample_subgraphs(
     item_nbr_index, item_nbr_order, item_nbr_time = _scatter_rows(
         item_rows, items, item_local, batch, width_expanded_items, k, users, user_local, return_times
     )
+    user_nodes, user_hops = _scatter_nodes(users, user_local, user_counts, batch, width_users)
+    item_nodes, item_hops = _scatter_nodes(items, item_local, item_counts, batch, width_items)
     out = {
-        "dgsr_user_nodes": _scatter_nodes(users, user_local, user_counts, batch, width_users),
-        "dgsr_item_nodes": _scatter_nodes(items, item_local, item_counts, batch, width_items),
+        "dgsr_user_nodes": user_nodes,
+        "dgsr_item_nodes": item_nodes,
+        "dgsr_user_hop": user_hops,
+        "dgsr_item_hop": item_hops,
         "dgsr_user_nbr_index": user_nbr_index,
         "dgsr_user_nbr_order": user_nbr_order,
         "dgsr_item_nbr_index": item_nbr_index,

@@ -30,6 +30,8 @@ from torch import nn
 from recbole.model.abstract_recommender import SequentialRecommender
 from recbole.model.loss import BPRLoss
 
+from recbole_ext.model.layers import segment_softmax, segment_sum
+
 PROPAGATIONS = ("dgsr", "gat", "gcn")
 AGGREGATIONS = ("global_local", "global", "local")
 LOCAL_MODES = ("gru", "last_attention")
@@ -49,20 +51,48 @@ def _positive_int(config, key, minimum):
     return value
 
 
-def _gather_rows(table, index):
-    """``table`` [B, N, d], ``index`` [B, R, k] -> [B, R, k, d]."""
-    batch = torch.arange(table.size(0), device=table.device).view(-1, 1, 1)
-    return table[batch, index]
+def _length_buckets(max_length):
+    """Upper bounds of the GRU's length buckets: 1, 2, 3, 4, 6, 8, 12, 16, ... (padding < 50%)."""
+    bounds, step = [], 1
+    while not bounds or bounds[-1] < max_length:
+        for value in (step, step + step // 2):
+            if value >= 1 and (not bounds or value > bounds[-1]):
+                bounds.append(value)
+        step *= 2
+    return bounds
 
 
-def _masked_softmax(scores, valid):
-    # rows without any neighbour (frontier nodes, padding) get all-zero weights: zero aggregation
-    scores = scores.masked_fill(~valid, -1e9)
-    return torch.softmax(scores, dim=-1) * valid.any(dim=-1, keepdim=True)
+class EdgeList:
+    """One direction of the sub-graphs as a flat edge list, built once per batch from the padded rows.
+
+    Edge e carries neighbour ``src[e]`` (a flat index into the other node type's states) into
+    destination row ``dst[e]`` (a flat index into this type's states) with relative order
+    ``order[e]`` (0 = most recent). Edges are sorted by destination, then oldest first, so each
+    destination's neighbours are one contiguous, time-ordered run (what the GRU reads).
+    """
+
+    def __init__(self, nodes_width, other_width, index, order, hops):
+        batch, rows, k = order.shape
+        b, row, col = torch.nonzero(order >= 0, as_tuple=True)
+        dst = b * nodes_width + row
+        order_values = order[b, row, col]
+        # oldest first inside a row: a larger relative order is older
+        key = dst * (k + 1) + (k - order_values)
+        perm = torch.argsort(key)
+        self.dst, self.order = dst[perm], order_values[perm]
+        self.src = (b * other_width + index[b, row, col])[perm]
+        self.dst_hop = hops.reshape(-1)[self.dst]
+
+    def select(self, max_hop):
+        """The edges whose destination is within ``max_hop`` hops of the user (hop pruning)."""
+        keep = self.dst_hop <= max_hop
+        sub = EdgeList.__new__(EdgeList)
+        sub.dst, sub.order, sub.src, sub.dst_hop = self.dst[keep], self.order[keep], self.src[keep], self.dst_hop[keep]
+        return sub
 
 
 class NeighbourAggregator(nn.Module):
-    """One direction of a DGAN layer (items -> user, or users -> item)."""
+    """One direction of a DGAN layer (items -> user, or users -> item), over an edge list."""
 
     def __init__(self, hidden_size, max_neighbors, propagation, aggregation, local_mode, attn_dropout):
         super().__init__()
@@ -82,57 +112,78 @@ class NeighbourAggregator(nn.Module):
         self.attn_dropout = nn.Dropout(attn_dropout)
         self.num_parts = int(self.use_global) + int(self.use_local)
 
-    def long_term(self, query, neighbours, order, valid):
+    def long_term(self, query, neighbours, edges, num_rows):
         if self.propagation == "dgsr":  # Eqs. 1-2 and 5
-            safe_order = order.clamp(min=0)
-            keys = neighbours + self.order_key(safe_order)
-            values = neighbours + self.order_value(safe_order)
-            scores = (keys * query.unsqueeze(-2)).sum(-1) * self.scale
+            keys = neighbours + self.order_key(edges.order)
+            values = neighbours + self.order_value(edges.order)
+            scores = (keys * query[edges.dst]).sum(-1) * self.scale
+            weights = segment_softmax(scores, edges.dst, num_rows)
         elif self.propagation == "gat":
             values = neighbours
-            scores = nn.functional.leaky_relu(self.gat_query(query) + self.gat_key(neighbours).squeeze(-1), 0.2)
+            scores = nn.functional.leaky_relu(
+                self.gat_query(query).squeeze(-1)[edges.dst] + self.gat_key(neighbours).squeeze(-1), 0.2
+            )
+            weights = segment_softmax(scores, edges.dst, num_rows)
         else:  # gcn: every neighbour counts the same
             values = neighbours
-            scores = torch.zeros_like(order, dtype=neighbours.dtype)
-        weights = self.attn_dropout(_masked_softmax(scores, valid))
-        return (weights.unsqueeze(-1) * values).sum(-2)
+            weights = segment_softmax(torch.zeros_like(neighbours[:, 0]), edges.dst, num_rows)
+        weights = self.attn_dropout(weights)
+        return segment_sum(weights.unsqueeze(-1) * values, edges.dst, num_rows)
 
-    def short_term(self, neighbours, raw_neighbours, order, valid):
+    def short_term(self, neighbours, raw_neighbours, edges, num_rows):
         if self.local_mode == "last_attention":
             # the authors' code: attention keyed by the most recent neighbour (r = 0)
-            last = (neighbours * (order == 0).unsqueeze(-1)).sum(-2)
-            scores = (neighbours * last.unsqueeze(-2)).sum(-1) * self.scale
-            weights = self.attn_dropout(_masked_softmax(scores, valid))
-            return (weights.unsqueeze(-1) * neighbours).sum(-2)
-        # Eq. 6: a GRU over the neighbours' previous states in time order (oldest first);
-        # sort by the stored relative order so the padded layout does not matter
-        lengths = valid.sum(-1)
-        chronological = torch.argsort(torch.where(valid, -order, order.size(-1) + 1), dim=-1, stable=True)
-        sequences = torch.gather(raw_neighbours, -2, chronological.unsqueeze(-1).expand_as(raw_neighbours))
-        flat_sequences = sequences.reshape(-1, order.size(-1), sequences.size(-1))
-        flat_lengths = lengths.reshape(-1)
-        out = flat_sequences.new_zeros(flat_sequences.size(0), flat_sequences.size(-1))
-        has_neighbours = flat_lengths > 0
-        if bool(has_neighbours.any()):
-            # run over the padded steps and read each row's state after its last real neighbour:
-            # the GRU is causal, so trailing padding never affects that state
-            outputs, _ = self.gru(flat_sequences[has_neighbours])
-            last = (flat_lengths[has_neighbours] - 1).view(-1, 1, 1).expand(-1, 1, outputs.size(-1))
-            out[has_neighbours] = outputs.gather(1, last).squeeze(1)
-        return out.view(*lengths.shape, -1)
+            last = segment_sum(neighbours * (edges.order == 0).unsqueeze(-1).to(neighbours.dtype), edges.dst, num_rows)
+            scores = (neighbours * last[edges.dst]).sum(-1) * self.scale
+            weights = self.attn_dropout(segment_softmax(scores, edges.dst, num_rows))
+            return segment_sum(weights.unsqueeze(-1) * neighbours, edges.dst, num_rows)
+        return self._gru_last_states(raw_neighbours, edges, num_rows)
 
-    def forward(self, query, neighbours, raw_neighbours, order):
-        valid = order >= 0
+    def _gru_last_states(self, inputs, edges, num_rows):
+        """Eq. 6: a GRU over each row's neighbours in time order (oldest first); its final state.
+
+        Rows are bucketed by their number of neighbours (bucket bounds 1, 2, 3, 4, 6, 8, 12, ...),
+        each bucket padded only to its bound: the GRU is causal, so the state read after a row's
+        last real neighbour never sees the padding.
+        """
+        out = inputs.new_zeros(num_rows, inputs.size(-1))
+        if edges.dst.numel() == 0:
+            return out
+        lengths = torch.bincount(edges.dst, minlength=num_rows)
+        starts = torch.cumsum(lengths, 0) - lengths
+        rows = torch.nonzero(lengths, as_tuple=True)[0]
+        row_lengths = lengths[rows]
+        bounds = torch.tensor(_length_buckets(int(row_lengths.max())), device=rows.device)
+        bucket = torch.bucketize(row_lengths, bounds)
+        padded_inputs = torch.cat([inputs, inputs.new_zeros(1, inputs.size(-1))])  # the last row is padding
+        for b in torch.unique(bucket).tolist():
+            members = rows[bucket == b]
+            width = int(bounds[b])
+            member_lengths = lengths[members]
+            steps = torch.arange(width, device=rows.device)
+            position = starts[members].unsqueeze(1) + steps
+            position = torch.where(steps < member_lengths.unsqueeze(1), position, inputs.size(0))
+            states, _ = self.gru(padded_inputs[position])
+            last = (member_lengths - 1).view(-1, 1, 1).expand(-1, 1, states.size(-1))
+            out[members] = states.gather(1, last).squeeze(1)
+        return out
+
+    def forward(self, query, neighbours, raw_neighbours, edges, num_rows):
         parts = []
         if self.use_global:
-            parts.append(self.long_term(query, neighbours, order, valid))
+            parts.append(self.long_term(query, neighbours, edges, num_rows))
         if self.use_local:
-            parts.append(self.short_term(neighbours, raw_neighbours, order, valid))
+            parts.append(self.short_term(neighbours, raw_neighbours, edges, num_rows))
         return torch.cat(parts, dim=-1)
 
 
 class DGANLayer(nn.Module):
-    """Dynamic graph attention layer: updates all user and item nodes of the padded sub-graphs."""
+    """Dynamic graph attention layer: updates the live user and item rows of a batch of sub-graphs.
+
+    States are flat [nodes, d] tensors (example-major); ``live_users``/``live_items`` are the rows
+    still within reach of their example's user after this layer (hop pruning): every other row
+    keeps its previous state, which nothing downstream reads.
+    """
 
     def __init__(self, hidden_size, max_neighbors, propagation, aggregation, local_mode, hidden_dropout, attn_dropout):
         super().__init__()
@@ -147,29 +198,26 @@ class DGANLayer(nn.Module):
         self.dropout = nn.Dropout(hidden_dropout)
 
     @staticmethod
-    def _update(linear, messages, states):
-        """tanh(W [messages || state]); nodes past the message rows (leaves, padding) aggregate zeros."""
-        hidden = states.size(-1)
-        out = nn.functional.linear(states, linear.weight[:, -hidden:])
-        rows = messages.size(1)
-        message_part = nn.functional.linear(messages, linear.weight[:, :-hidden])
-        out = torch.cat([out[:, :rows] + message_part, out[:, rows:]], dim=1)
-        return torch.tanh(out)
+    def _update(linear, messages, states, live):
+        """tanh(W [messages || state]) on the live rows; rows without in-edges aggregate zeros."""
+        if live.numel() == 0:
+            return states
+        updated = torch.tanh(linear(torch.cat([messages[live], states[live]], dim=-1)))
+        return states.index_copy(0, live, updated)
 
-    def forward(self, user_states, item_states, graph):
+    def forward(self, user_states, item_states, user_edges, item_edges, live_users, live_items):
         user_x = self.user_encoder(self.dropout(user_states))
         item_x = self.item_encoder(self.dropout(item_states))
-        user_index, user_order = graph["dgsr_user_nbr_index"], graph["dgsr_user_nbr_order"]
-        item_index, item_order = graph["dgsr_item_nbr_index"], graph["dgsr_item_nbr_order"]
         user_messages = self.items_to_user(
-            user_x[:, : user_index.size(1)], _gather_rows(item_x, user_index), _gather_rows(item_states, user_index), user_order
+            user_x, item_x[user_edges.src], item_states[user_edges.src], user_edges, user_states.size(0)
         )
+        new_users = self._update(self.user_update, user_messages, user_states, live_users)
+        if live_items.numel() == 0:
+            return new_users, item_states
         item_messages = self.users_to_item(
-            item_x[:, : item_index.size(1)], _gather_rows(user_x, item_index), _gather_rows(user_states, item_index), item_order
+            item_x, user_x[item_edges.src], user_states[item_edges.src], item_edges, item_states.size(0)
         )
-        new_users = self._update(self.user_update, user_messages, user_states)
-        new_items = self._update(self.item_update, item_messages, item_states)
-        return new_users, new_items
+        return new_users, self._update(self.item_update, item_messages, item_states, live_items)
 
 
 class DGSR(SequentialRecommender):
@@ -227,11 +275,28 @@ class DGSR(SequentialRecommender):
             seq_len = interaction[self.ITEM_SEQ_LEN]
             last_item = self.gather_indexes(self.item_embedding(interaction[self.ITEM_SEQ]), seq_len - 1)
             return self.prediction(torch.cat([user_states[:, 0], last_item], dim=-1))
-        item_states = self.item_embedding(interaction["dgsr_item_nodes"])
-        readout = [user_states[:, 0]] if self.readout_with_h0 else []
-        for layer in self.layers:
-            user_states, item_states = layer(user_states, item_states, interaction)
-            readout.append(user_states[:, 0])  # the example's user is user node 0
+        item_nodes = interaction["dgsr_item_nodes"]
+        batch, width_users = user_nodes.shape
+        width_items = item_nodes.size(1)
+        user_hops, item_hops = interaction["dgsr_user_hop"], interaction["dgsr_item_hop"]
+        user_edges = EdgeList(width_users, width_items, interaction["dgsr_user_nbr_index"],
+                              interaction["dgsr_user_nbr_order"], user_hops)
+        item_edges = EdgeList(width_items, width_users, interaction["dgsr_item_nbr_index"],
+                              interaction["dgsr_item_nbr_order"], item_hops)
+        user_states = user_states.reshape(batch * width_users, -1)
+        item_states = self.item_embedding(item_nodes).reshape(batch * width_items, -1)
+        flat_user_hops, flat_item_hops = user_hops.reshape(-1), item_hops.reshape(-1)
+        roots = torch.arange(batch, device=user_nodes.device) * width_users  # the example's user is user node 0
+        readout = [user_states[roots]] if self.readout_with_h0 else []
+        for depth, layer in enumerate(self.layers, start=1):
+            # hop pruning: after layer l only rows within L - l hops can still reach the user
+            reach = self.n_layers - depth
+            live_users = torch.nonzero((flat_user_hops >= 0) & (flat_user_hops <= reach), as_tuple=True)[0]
+            live_items = torch.nonzero((flat_item_hops >= 0) & (flat_item_hops <= reach), as_tuple=True)[0]
+            user_states, item_states = layer(
+                user_states, item_states, user_edges.select(reach), item_edges.select(reach), live_users, live_items
+            )
+            readout.append(user_states[roots])
         return self.prediction(torch.cat(readout, dim=-1))
 
     def calculate_loss(self, interaction):
