@@ -29,7 +29,7 @@ def build_parser():
 
 
 def main(argv=None):
-    from recbole_ext.errors import USER_ERRORS, report_user_error
+    from recbole_ext.errors import USER_ERRORS, report_interrupted, report_user_error
 
     argv = sys.argv[1:] if argv is None else argv
     args, _ = build_parser().parse_known_args(argv)
@@ -50,6 +50,8 @@ def main(argv=None):
         if args.traceback:
             raise
         return report_user_error(error)
+    except KeyboardInterrupt as error:  # issue 14.7: one line, exit 130, unfinished outputs removed
+        return report_interrupted(error)
     return 0
 
 
