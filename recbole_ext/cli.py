@@ -54,7 +54,7 @@ def _run(argv, args):
 
 def main(argv=None):
     """Entry point of ``recbole-ext``; returns the exit status (2 after a user error: one line)."""
-    from recbole_ext.errors import USER_ERRORS, report_user_error
+    from recbole_ext.errors import USER_ERRORS, report_interrupted, report_user_error
 
     argv = sys.argv[1:] if argv is None else list(argv)
     args, _ = build_parser().parse_known_args(argv)
@@ -64,6 +64,8 @@ def main(argv=None):
         if args.traceback:
             raise
         return report_user_error(error)
+    except KeyboardInterrupt as error:  # one line, exit 130, the unfinished run's outputs removed
+        return report_interrupted(error)
 
 
 if __name__ == "__main__":

@@ -16,13 +16,14 @@ from recbole_ext import paths, registry
 from recbole_ext.compat import SAFE_CHECKPOINT_FORMAT, load_checkpoint
 from recbole_ext.config import Config
 from recbole_ext.data import create_dataset, data_preparation
+from recbole_ext.errors import RunInterrupted
 
 
 def prepare_dataset_files(config):
     """Make sure the atomic files exist (converting raw public files if they are there) and are
     well-formed, so that a problem surfaces as one line naming the file, line and field."""
     from recbole_ext.data.convert.auto import ensure_dataset
-    from recbole_ext.data.validate import validate_atomic_dataset
+    from recbole_ext.data.validate import check_model_fields, validate_atomic_dataset
 
     if config["dataset"] == "ml-100k" and not os.path.isdir(config["data_path"]):
         return  # RecBole downloads its own example dataset
@@ -33,6 +34,7 @@ def prepare_dataset_files(config):
         validate_atomic_dataset(
             config["data_path"], config["dataset"], config["field_separator"], config["seq_separator"]
         )
+    check_model_fields(config)
 
 
 def count_parameters(model):
@@ -66,36 +68,56 @@ def run_single(
     logger.info(sys.argv)
     logger.info(config)
 
-    dataset = create_dataset(config)
-    logger.info(dataset)
-    train_data, valid_data, test_data = data_preparation(config, dataset)
+    trainer = None
+    try:
+        dataset = create_dataset(config)
+        logger.info(dataset)
+        train_data, valid_data, test_data = data_preparation(config, dataset)
 
-    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
-    model = registry.get_model(config["model"])(config, train_data._dataset).to(config["device"])
-    logger.info(model)
-    _log_flops(model, dataset, config, logger)
+        init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
+        model = registry.get_model(config["model"])(config, train_data._dataset).to(config["device"])
+        logger.info(model)
+        _log_flops(model, dataset, config, logger)
 
-    trainer = registry.get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
-    best_valid_score, best_valid_result = trainer.fit(
-        train_data, valid_data, saved=saved, show_progress=config["show_progress"]
-    )
-    test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
+        trainer = registry.get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+        best_valid_score, best_valid_result = trainer.fit(
+            train_data, valid_data, saved=saved, show_progress=config["show_progress"]
+        )
+        test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
 
-    logger.info("The running environment of this training is as follows:\n" + get_environment(config).draw())
-    logger.info(set_color("best valid ", "yellow") + f": {best_valid_result}")
-    logger.info(set_color("test result", "yellow") + f": {test_result}")
+        logger.info("The running environment of this training is as follows:\n" + get_environment(config).draw())
+        logger.info(set_color("best valid ", "yellow") + f": {best_valid_result}")
+        logger.info(set_color("test result", "yellow") + f": {test_result}")
 
-    record = make_record(config, model, trainer, best_valid_score, best_valid_result, test_result, saved)
-    from recbole_ext.compare import targets_digest  # lets comparisons prove they share targets
+        record = make_record(config, model, trainer, best_valid_score, best_valid_result, test_result, saved)
+        from recbole_ext.compare import targets_digest  # lets comparisons prove they share targets
 
-    record["targets_digest"] = targets_digest(valid_data, test_data)
-    if result_file and config["local_rank"] == 0:
-        write_json_atomically(result_file, record)
+        record["targets_digest"] = targets_digest(valid_data, test_data)
+        if result_file and config["local_rank"] == 0:
+            write_json_atomically(result_file, record)
+    except KeyboardInterrupt:
+        raise RunInterrupted(remove_unfinished_outputs(trainer, result_file)) from None
     if not config["single_spec"]:
         torch.distributed.destroy_process_group()
     if config["local_rank"] == 0 and queue is not None:
         queue.put(record)
     return record
+
+
+def remove_unfinished_outputs(trainer, result_file=None):
+    """Delete what an interrupted run half-made (its checkpoint, a partial result file); returns
+    the removed paths. Runs that finished before are left alone: their files have other names."""
+    candidates = []
+    if trainer is not None:
+        candidates += [trainer.saved_model_file, trainer.saved_model_file + ".partial"]
+    if result_file:
+        candidates.append(f"{result_file}.partial")
+    removed = []
+    for path in candidates:
+        if os.path.isfile(path):
+            os.remove(path)
+            removed.append(path)
+    return removed
 
 
 def make_record(config, model, trainer, best_valid_score, best_valid_result, test_result, saved):
@@ -184,8 +206,11 @@ def objective_function(config_dict=None, config_file_list=None, saved=True, test
     init_seed(config["seed"], config["reproducibility"])
     model = registry.get_model(config["model"])(config, train_data._dataset).to(config["device"])
     trainer = registry.get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
-    best_valid_score, best_valid_result = trainer.fit(train_data, valid_data, verbose=False, saved=saved)
-    test_result = trainer.evaluate(test_data, load_best_model=saved) if test else None
+    try:
+        best_valid_score, best_valid_result = trainer.fit(train_data, valid_data, verbose=False, saved=saved)
+        test_result = trainer.evaluate(test_data, load_best_model=saved) if test else None
+    except KeyboardInterrupt:
+        raise RunInterrupted(remove_unfinished_outputs(trainer)) from None
     _report_to_ray_tune(best_valid_score, test_result or {})
     return {
         "model": config["model"],

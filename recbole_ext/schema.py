@@ -88,15 +88,19 @@ class KeySpec:
     sources: list = field(default_factory=list)
 
     def describe(self):
-        kinds = " or ".join(f"list of {self.element}" if t == "list" and self.element else t for t in self.types)
+        kinds = " or ".join(f"list of {self.element}" if t == "list" and self.element else t
+                            for t in self.types if t != "none")
         if self.choices:
             return f"one of {list(self.choices)}"
-        bound = ""
+        bounds = []
         if self.low is not None:
-            bound += f" {'>' if self.low_open else '>='} {self.low:g}"
+            bounds.append(f"{'>' if self.low_open else '>='} {self.low:g}")
         if self.high is not None:
-            bound += f"{',' if bound else ''} <= {self.high:g}"
-        return (kinds or "a value") + bound
+            bounds.append(f"<= {self.high:g}")
+        if not bounds:
+            return kinds or "a value"
+        bound = " and ".join(bounds)
+        return f"{kinds} ({'values ' if 'list' in self.types else ''}{bound})" if "list" in self.types else f"{kinds} {bound}"
 
 
 def _parse_type(text):
@@ -280,7 +284,7 @@ def _in_bounds(value, spec):
 
 def check_value(key, value, spec):
     """Raise :class:`ConfigValueError` if ``value`` does not fit ``spec``."""
-    if value is None and spec.nullable:
+    if value is None and (spec.nullable or set(spec.types) & {"str", "dict", "list"}):
         return
     types = spec.types
     if types and not any(_is_type(value, t, spec.element) for t in types):

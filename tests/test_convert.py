@@ -418,3 +418,51 @@ def test_diginetica_snake_case_headers_of_the_public_samples(tmp_path):
     convert("diginetica", str(raw), str(tmp_path / "a"), argv=NO_SESSION_FILTER, out=lambda *_: None)
     reference = run("diginetica", "diginetica", tmp_path, NO_SESSION_FILTER, name="b")
     assert (tmp_path / "a" / "a.inter").read_text() == (reference / "b.inter").read_text()
+
+
+_SLOW_CONVERSION = """
+import sys, time
+from recbole_ext.data.convert import taobao, convert
+real = taobao.write_atomic
+def slow(*args, **kwargs):
+    real(*args, **kwargs)
+    print("WRITING", flush=True)
+    time.sleep(60)
+taobao.write_atomic = slow
+convert("taobao", sys.argv[1], sys.argv[2], argv=["--user-core", "1", "--item-core", "1"], out=lambda *_: None)
+"""
+
+
+@pytest.mark.parametrize("signal_name", ["SIGKILL", "SIGTERM"])
+def test_killed_conversion_leftovers_are_removed_by_the_next_conversion(tmp_path, signal_name):
+    import signal
+    import subprocess
+    import sys
+
+    out = tmp_path / "taobao"
+    child = subprocess.Popen(
+        [sys.executable, "-c", _SLOW_CONVERSION, os.path.join(RAW, "taobao"), str(out)],
+        stdout=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONPATH=os.path.dirname(HERE)),
+    )
+    try:
+        assert child.stdout.readline().strip() == "WRITING"  # inside the temporary folder now
+        child.send_signal(getattr(signal, signal_name))
+        child.wait(timeout=30)
+    finally:
+        child.kill()
+    left = [n for n in os.listdir(tmp_path) if n.startswith(".taobao.converting-")]
+    assert len(left) == 1 and not out.exists()  # what the kill leaves (no finally ran)
+    # a folder of a conversion still in progress (its process is alive) is kept
+    alive = tmp_path / f".taobao.converting-{os.getppid()}-inprogress"
+    alive.mkdir()
+    convert("taobao", os.path.join(RAW, "taobao"), str(out), argv=NO_FILTER, out=lambda *_: None)
+    assert sorted(os.listdir(tmp_path)) == sorted(["taobao", alive.name])
+    assert (out / "taobao.inter").exists()
+
+
+def test_planted_legacy_leftover_folders_are_removed(tmp_path):
+    out = tmp_path / "taobao"
+    for name in (".taobao.converting-abc123", ".taobao.old-xyz", ".other.converting-1-x"):
+        (tmp_path / name).mkdir()
+    convert("taobao", os.path.join(RAW, "taobao"), str(out), argv=NO_FILTER, out=lambda *_: None)
+    assert sorted(os.listdir(tmp_path)) == [".other.converting-1-x", "taobao"]

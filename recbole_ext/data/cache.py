@@ -215,8 +215,13 @@ def save(config, dataset):
     path = cache_file(config, type(dataset), key)
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     partial = path + ".partial.npz"
-    np.savez(partial, **encoder.arrays)
-    os.replace(partial, path)
+    try:
+        np.savez(partial, **encoder.arrays)
+        os.replace(partial, path)
+    except BaseException:  # interrupted or failed: leave no half-written cache behind
+        if os.path.exists(partial):
+            os.remove(partial)
+        raise
     logger.info(f"Saving filtered dataset into [{path}]")
     return path
 

@@ -230,3 +230,68 @@ def validate_atomic_dataset(dataset_path: str, dataset: str, field_separator="\t
         if name in inter_names:
             continue
         _check_side_file(parsed[name], name[len(prefix):], inter, dataset)
+
+
+# ---------------------------------------------------------------------------------------------
+# Fields a model needs
+
+
+class MissingFieldError(AtomicFileError):
+    """The model needs a field the dataset's ``.inter`` file does not declare (or does not load)."""
+
+
+# Model-specific needs beyond a sequential model's user, item and time fields: config key of
+# the field and what it is for.
+MODEL_FIELDS = {
+    "EMBSR": (("OPERATION_FIELD", "operation", "micro-behaviour operations, e.g. op:token"),),
+}
+_SEQUENTIAL_FIELDS = (
+    ("USER_ID_FIELD", "user id", "user_id:token"),
+    ("ITEM_ID_FIELD", "item id", "item_id:token"),
+    ("TIME_FIELD", "time", "timestamp:float; sequences are ordered by it"),
+)
+
+
+def _inter_header(dataset_path, dataset, field_separator):
+    path = os.path.join(dataset_path, f"{dataset}.inter")
+    if not os.path.isfile(path):
+        candidates = sorted(n for n in os.listdir(dataset_path) if n.startswith(dataset + ".") and n.endswith(".inter"))
+        if not candidates:
+            return path, None
+        path = os.path.join(dataset_path, candidates[0])
+    with open(path, encoding="utf-8", errors="replace") as f:
+        header = f.readline().rstrip("\r\n")
+    return path, [cell.split(":", 1)[0] for cell in header.split(field_separator)]
+
+
+def check_model_fields(config):
+    """Raise :class:`MissingFieldError` (one line naming the model, the field and the file) when
+    the model needs a field that ``<dataset>.inter`` does not declare or ``load_col`` drops."""
+    from recbole.utils import ModelType
+
+    needs = list(MODEL_FIELDS.get(config["model"], ()))
+    if config["MODEL_TYPE"] == ModelType.SEQUENTIAL:
+        needs = list(_SEQUENTIAL_FIELDS) + needs
+    if not needs or not os.path.isdir(config["data_path"]):
+        return
+    path, declared = _inter_header(config["data_path"], config["dataset"], config["field_separator"])
+    if declared is None:
+        return  # validate_atomic_dataset reports the missing file
+    load_col = (config["load_col"] or {}).get("inter") if isinstance(config["load_col"], dict) else None
+    for key, what, example in needs:
+        name = config[key]
+        if not name:
+            raise MissingFieldError(
+                f"{path}: {config['model']} needs the {what} field ({example}), and {key} is not set; "
+                f"its header declares {', '.join(declared)}: add the column and set {key}"
+            )
+        if name not in declared:
+            raise MissingFieldError(
+                f"{path}: {config['model']} needs the {what} field '{name}' ({key}; {example}), which its "
+                f"header does not declare (it has {', '.join(declared)})"
+            )
+        if load_col is not None and name not in load_col:
+            raise MissingFieldError(
+                f"{path}: {config['model']} needs the {what} field '{name}' ({key}), which load_col "
+                f"does not load (load_col inter: {', '.join(load_col)}); add it to load_col"
+            )

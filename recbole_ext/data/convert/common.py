@@ -12,6 +12,7 @@ import contextlib
 import csv
 import glob
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -134,14 +135,45 @@ def write_atomic(frame: pd.DataFrame, path: str, fields: Sequence[Tuple[str, str
         report.note_written(path, len(body))
 
 
+def _pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def remove_stale_conversions(output_dir: str) -> List[str]:
+    """Remove the ``.<name>.converting-*`` and ``.<name>.old-*`` folders that a conversion of
+    ``output_dir`` killed by SIGKILL/SIGTERM (no ``finally`` runs) left beside it. Each folder's
+    name carries its creator's process id; a folder whose process is still alive belongs to a
+    conversion in progress and is kept. Returns the removed paths."""
+    output_dir = os.path.abspath(output_dir)
+    parent, name = os.path.dirname(output_dir), os.path.basename(output_dir)
+    removed = []
+    for kind in ("converting", "old"):
+        for path in glob.glob(os.path.join(glob.escape(parent), f".{glob.escape(name)}.{kind}-*")):
+            match = re.match(r"(\d+)-", os.path.basename(path)[len(f".{name}.{kind}-"):])
+            if match and int(match.group(1)) != os.getpid() and _pid_alive(int(match.group(1))):
+                continue
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_output(output_dir: str):
     """Yield a temporary folder next to ``output_dir``; on success it replaces ``output_dir`` by
-    a rename, on any exception it is removed, so no half-written dataset is ever left."""
+    a rename, on any exception it is removed, so no half-written dataset is ever left. Folders a
+    killed conversion left behind are removed first (:func:`remove_stale_conversions`)."""
     output_dir = os.path.abspath(output_dir)
     parent = os.path.dirname(output_dir)
     os.makedirs(parent, exist_ok=True)
-    tmp_dir = tempfile.mkdtemp(prefix=f".{os.path.basename(output_dir)}.converting-", dir=parent)
+    remove_stale_conversions(output_dir)
+    tag = f".{os.path.basename(output_dir)}"
+    tmp_dir = tempfile.mkdtemp(prefix=f"{tag}.converting-{os.getpid()}-", dir=parent)
     try:
         yield tmp_dir
     except BaseException:
@@ -149,7 +181,7 @@ def atomic_output(output_dir: str):
         raise
     old_dir = None
     if os.path.exists(output_dir):
-        old_dir = tempfile.mkdtemp(prefix=f".{os.path.basename(output_dir)}.old-", dir=parent)
+        old_dir = tempfile.mkdtemp(prefix=f"{tag}.old-{os.getpid()}-", dir=parent)
         os.rmdir(old_dir)
         os.rename(output_dir, old_dir)
     os.rename(tmp_dir, output_dir)
