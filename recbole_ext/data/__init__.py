@@ -18,7 +18,9 @@ from recbole_ext import registry
 
 
 def create_dataset(config):
-    dataset_class = registry.get_dataset_class(config)
+    from recbole_ext.data import protocol
+
+    dataset_class = protocol.dataset_class(config, registry.get_dataset_class(config))
     if dataset_class is None:
         return recbole_create_dataset(config)
     cached = _load_cached_dataset(config, dataset_class)
@@ -79,9 +81,14 @@ def install_transforms(config, dataset, loaders):
 
 
 def data_preparation(config, dataset):
+    from recbole_ext.data import protocol
+
     custom = registry.get_data_preparation(config["model"])
     if custom is not None:
         return custom(config, dataset)
-    loaders = recbole_data_preparation(config, dataset)
+    if protocol.protocol_of(config) != "next_item":  # eval_protocol: examples, split, candidates
+        loaders = protocol.data_preparation(config, dataset)
+    else:
+        loaders = recbole_data_preparation(config, dataset)
     install_transforms(config, dataset, loaders)
     return loaders
