@@ -470,3 +470,22 @@ def data_preparation(config, dataset):
 def eval_rows(loader):
     """The evaluated examples of any evaluation loader of a protocol."""
     return getattr(loader, "examples", loader._dataset)
+
+
+def candidates_digest(loader):
+    """sha256 of the (user, target, negatives) tokens of a ``dgsr`` loader, in user-token order;
+    None for loaders that rank all items. Equal for two models iff they rank the same candidates
+    (the target digest of :mod:`recbole_ext.compare` covers the targets only)."""
+    import hashlib
+
+    if not isinstance(loader, FixedNegativesEvalDataLoader):
+        return None
+    dataset = loader._dataset
+    feat = dataset.inter_feat
+    users = np.asarray(dataset.id2token(dataset.uid_field, feat[dataset.uid_field].numpy())).astype(str)
+    candidates = torch.cat([feat[dataset.iid_field].unsqueeze(1), loader.negatives], dim=1).numpy()
+    tokens = np.asarray(dataset.id2token(dataset.iid_field, candidates)).astype(str)
+    digest = hashlib.sha256()
+    for row in np.argsort(users, kind="stable"):
+        digest.update(("\t".join([users[row], *tokens[row]]) + "\n").encode("utf-8"))
+    return f"{len(users)}:{digest.hexdigest()[:16]}"
