@@ -5,6 +5,8 @@ RecBole ``overall.yaml`` -> this package's ``properties/overall.yaml`` -> RecBol
 ``model/<Model>.yaml`` -> this package's ``properties/model/<Model>.yaml`` -> RecBole
 ``dataset/sample.yaml`` -> RecBole ``dataset/<dataset>.yaml`` -> this package's
 ``properties/dataset/<dataset>.yaml`` -> RecBole's quick-start yaml of the model type.
+A recipe (``recipe: <paper>-<dataset>``, e.g. ``--recipe=hugt-ml-1m``) is one more internal
+layer on top: ``properties/recipe/<paper>-<dataset>.yaml``, a paper's published settings.
 External layers then win, as in RecBole: config files < ``config_dict`` < command line.
 """
 
@@ -103,6 +105,18 @@ class Config(RecBoleConfig):
         super()._load_internal_config_dict(model, model_class, dataset)
         if not self._ext_dataset_layer_done:  # model types without a quick-start yaml
             self._apply_package_dataset_yaml(dataset)
+        self._apply_recipe(self.external_config_dict.get("recipe"))
+
+    def _apply_recipe(self, name):
+        """The recipe layer: above the package's yamls, below the user's files and overrides."""
+        if name is None:
+            return
+        folder = os.path.join(paths.PROPERTIES_DIR, "recipe")
+        file = os.path.join(folder, f"{name}.yaml")
+        if not re.fullmatch(r"[a-z0-9][a-z0-9.-]*", str(name)) or not os.path.isfile(file):
+            known = sorted(f[:-5] for f in os.listdir(folder) if f.endswith(".yaml")) if os.path.isdir(folder) else []
+            raise ValueError(f"recipe {name!r} not found in {folder}; recipes: {', '.join(known)}")
+        self._apply_package_yaml(file)
 
     def _update_internal_config_dict(self, file):
         name = os.path.basename(file)

@@ -40,7 +40,6 @@ EXTENSION_MODELS = {
         model=f"{_SEQ}.magnn.MAGNN",
         dataset="recbole_ext.data.dataset.multi_target.MultiTargetDataset",
         transform="recbole_ext.data.dataloader.multi_target.MultiTargetTransform",
-        data_preparation="recbole_ext.data.dataloader.multi_target.magnn_data_preparation",
     ),
     "DGSR": ModelSpec(
         model=f"{_SEQ}.dgsr.DGSR",

@@ -8,11 +8,7 @@ import torch
 
 from recbole_ext.config import Config
 from recbole_ext.data import create_dataset, data_preparation
-from recbole_ext.data.dataloader.multi_target import (
-    expand_ranges,
-    sample_negatives,
-    window_and_history,
-)
+from recbole_ext.data.dataloader.multi_target import sample_negatives, window_and_history
 from recbole_ext.data.dataset.multi_target import (
     HISTORY_FIELD,
     NEGATIVES_FIELD,
@@ -22,6 +18,7 @@ from recbole_ext.data.dataset.multi_target import (
     build_cooccurrence_graph,
     top_neighbour_table,
 )
+from recbole_ext.data.protocol import expand_ranges
 
 # user "u1": a1..a8 (a7 is its validation target and a8 its test target under leave-one-out);
 # user "u2": b1..b4, with b1 shared with u1 to give the graph a cross-user pair.
@@ -212,24 +209,25 @@ def test_paper_protocol_graph_and_windows_use_training_part_only(tmp_path):
     assert not torch.isin(targets, torch.tensor(held_out)).any()
     u1 = int(dataset.token2id(dataset.uid_field, "u1"))
     rows = (batch[dataset.uid_field] == u1).nonzero().flatten()
-    # full windows of 3 + 3 targets over a1..a8: first target at a4, a5, a6
-    assert sorted(batch[TARGET_POSITION_FIELD][rows].tolist()) == [3, 4, 5]
+    # every prefix example whose target lies in a1..a8 (the protocol's examples, as SASRec's)
+    assert sorted(batch[TARGET_POSITION_FIELD][rows].tolist()) == [1, 2, 3, 4, 5, 6, 7]
     a = ids(dataset, sequences["u1"])
     last = rows[batch[TARGET_POSITION_FIELD][rows].argmax()]
-    assert batch[WINDOW_FIELD][last].tolist() == a[2:5]
-    assert batch[TARGETS_FIELD][last].tolist() == a[5:8]
-    # u2 has 3 training items (< 3 + 3): one padded window with targets b2 b3
+    assert batch[WINDOW_FIELD][last].tolist() == a[4:7]
+    assert batch[TARGETS_FIELD][last].tolist() == a[7:8] + [0, 0]  # the training part ends at a8
+    # u2 has 3 training items (a1 b2 b3): examples with targets b2 and b3
     u2 = int(dataset.token2id(dataset.uid_field, "u2"))
     row = (batch[dataset.uid_field] == u2).nonzero().flatten()
-    assert len(row) == 1
-    assert batch[WINDOW_FIELD][row[0]].tolist() == [0, 0] + ids(dataset, ["a1"])
-    assert batch[TARGETS_FIELD][row[0]].tolist() == ids(dataset, ["b2", "b3"]) + [0]
+    assert len(row) == 2
+    first = row[batch[TARGET_POSITION_FIELD][row].argmin()]
+    assert batch[WINDOW_FIELD][first].tolist() == [0, 0] + ids(dataset, ["a1"])
+    assert batch[TARGETS_FIELD][first].tolist() == ids(dataset, ["b2", "b3"]) + [0]
 
 
 def test_paper_final_fit_trains_on_validation_but_never_on_test(tmp_path):
     sequences = {"u1": [f"a{i}" for i in range(1, 13)], "u2": ["a1", "b2", "b3", "b4", "b5"]}
     _, dataset, (train, _, test) = build_hand(
-        tmp_path, sequences, eval_protocol="paper", window_length=3, paper_train_on_valid=True)
+        tmp_path, sequences, eval_protocol="paper", window_length=3, magnn_train_on_valid=True)
     graph = dataset.magnn_graph.toarray()
     valid_items, test_items = ids(dataset, ["a9", "b4"]), ids(dataset, ["a10", "a11", "a12", "b5"])
     assert graph[valid_items].sum() > 0
@@ -296,7 +294,7 @@ def test_paper_protocol_requires_full_ranking(tmp_path):
 
 @pytest.mark.parametrize("key, value", [
     ("window_length", 0), ("target_length", "three"), ("eval_protocol", "hgn"), ("graph_symmetric", "yes"),
-    ("paper_test_ratio", 1.5), ("paper_train_on_valid", "no"),
+    ("magnn_test_ratio", 1.5), ("magnn_train_on_valid", "no"),
 ])
 def test_bad_data_config_names_the_key(tmp_path, key, value):
     with pytest.raises(ValueError, match=key):

@@ -27,9 +27,11 @@ def recbole_dataset_class(config):
 
 
 def create_dataset(config):
-    """The dataset of ``config``; with ``save_dataset: True`` it is cached in the safe, keyed
-    format of :mod:`recbole_ext.data.cache` (and only then read from a cache)."""
-    dataset_class = registry.get_dataset_class(config) or recbole_dataset_class(config)
+    """The dataset of ``config`` (split by its ``eval_protocol``); with ``save_dataset: True`` it is
+    cached in the safe, keyed format of :mod:`recbole_ext.data.cache` (and only then read from a cache)."""
+    from recbole_ext.data import protocol
+
+    dataset_class = protocol.dataset_class(config, registry.get_dataset_class(config)) or recbole_dataset_class(config)
     if config["save_dataset"]:
         cached = cache.load(config, dataset_class)
         if cached is not None:
@@ -60,9 +62,14 @@ def install_transforms(config, dataset, loaders):
 
 
 def data_preparation(config, dataset):
+    from recbole_ext.data import protocol
+
     custom = registry.get_data_preparation(config["model"])
     if custom is not None:
         return custom(config, dataset)
-    loaders = recbole_data_preparation(config, dataset)
+    if protocol.protocol_of(config) != "next_item":  # eval_protocol: examples, split, candidates
+        loaders = protocol.data_preparation(config, dataset)
+    else:
+        loaders = recbole_data_preparation(config, dataset)
     install_transforms(config, dataset, loaders)
     return loaders

@@ -12,17 +12,10 @@ Adds, on top of RecBole's ``SequentialDataset``:
   literal Eq. 1, neighbours from the whole graph) and as sorted ``row * n_items + col`` keys (for
   looking up the weight of any pair, used by the window-only neighbour option).
 
-Two protocols (``eval_protocol``):
-
-* ``next_item`` (default): RecBole's examples, targets and split, unchanged (identical to SASRec's).
-  The training part of a user's sequence is what RecBole's training split holds; an example's extra
-  targets never reach past it.
-* ``paper``: the HGN/MA-GNN protocol. Each user's chronological sequence is split into train,
-  validation (the last ``ceil(paper_valid_ratio)`` of what precedes the test part) and test (the last
-  ``ceil(paper_test_ratio)``); training examples are sliding windows of ``|L|`` inputs and ``|T|``
-  targets; evaluation rows are one per user whose targets are the whole held-out set
-  (``paper_train_on_valid`` trains on train + validation, the paper's final fit). See
-  :mod:`recbole_ext.data.dataloader.multi_target`.
+The training part of a user's sequence is what the training split holds, under any
+``eval_protocol`` (:mod:`recbole_ext.data.protocol`: RecBole's split under ``next_item``, the
+first part of each user's sequence under ``magnn``/``paper``, ``hugt`` and ``dgsr``); an example's
+extra targets never reach past it.
 
 Every structure is computed from the training part only.
 """
@@ -30,7 +23,6 @@ Every structure is computed from the training part only.
 import numpy as np
 import scipy.sparse as sp
 import torch
-from recbole.data.dataset import Dataset
 from recbole.data.interaction import Interaction
 
 from recbole_ext.data.dataset.base import ExtSequentialDataset
@@ -41,8 +33,6 @@ WINDOW_FIELD = "magnn_window"  # [B, |L|] short-term window, right-aligned, 0 = 
 HISTORY_FIELD = "magnn_history"  # [B, history cap] earlier items, right-aligned, 0 = padding
 TARGETS_FIELD = "magnn_targets"  # [B, |T|] targets, 0 = none (past the training part)
 NEGATIVES_FIELD = "magnn_negatives"  # [B, |T|] one sampled negative per target
-
-PROTOCOLS = ("next_item", "paper")
 
 
 def _require_int(config, key, minimum):
@@ -59,15 +49,8 @@ def validate_magnn_config(config):
         ("cooccurrence_span", 1), ("graph_neighbours", 1),
     ):
         _require_int(config, key, minimum)
-    for key in ("graph_symmetric", "paper_train_on_valid"):
-        if not isinstance(config[key], bool):
-            raise ValueError(f"MAGNN: '{key}' must be True or False, got {config[key]!r}")
-    if config["eval_protocol"] not in PROTOCOLS:
-        raise ValueError(f"MAGNN: 'eval_protocol' must be one of {PROTOCOLS}, got {config['eval_protocol']!r}")
-    for key in ("paper_valid_ratio", "paper_test_ratio"):
-        value = config[key]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
-            raise ValueError(f"MAGNN: '{key}' must be a number in [0, 1), got {value!r}")
+    if not isinstance(config["graph_symmetric"], bool):
+        raise ValueError(f"MAGNN: 'graph_symmetric' must be True or False, got {config['graph_symmetric']!r}")
 
 
 def build_cooccurrence_graph(seq_items, seq_offsets, seq_lengths, n_items, span=3, symmetric=True):
@@ -149,25 +132,12 @@ class MultiTargetDataset(ExtSequentialDataset):
 
     def __init__(self, config):
         validate_magnn_config(config)
-        self.magnn_protocol = config["eval_protocol"]
         super().__init__(config)
-
-    def _change_feat_format(self):
-        if self.magnn_protocol != "paper":
-            return super()._change_feat_format()
-        # the paper protocol makes its own examples: skip RecBole's prefix augmentation
-        return Dataset._change_feat_format(self)
 
     # ------------------------------------------------------------------ build
     def build(self):
-        if self.magnn_protocol == "paper":
-            self._check_field("uid_field", "time_field")
-            if self.config["eval_args"]["order"] != "TO":
-                raise ValueError("MAGNN: eval_protocol 'paper' splits each user's sequence by time; set eval_args.order: TO")
-            datasets = self._build_paper_protocol()
-        else:
-            datasets = super().build()
-            self._build_next_item_protocol(datasets[0])
+        datasets = super().build()  # the split of config['eval_protocol']
+        self._build_training_sequences(datasets[0])
         self._build_graph()
         shared = {name: getattr(self, name) for name in vars(self) if name.startswith("magnn_")}
         for dataset in datasets:  # the splits are shallow copies made before these existed
@@ -184,12 +154,12 @@ class MultiTargetDataset(ExtSequentialDataset):
             sorted_user_item_keys(seq_items, self.magnn_seq_offsets.numpy(), train_lengths, self.item_num)
         )
 
-    def _build_next_item_protocol(self, train):
+    def _build_training_sequences(self, train):
         """Training sequences from RecBole's training examples, and each example's target position.
 
         A user's training part is the prefix of the user's first training example followed by the
-        targets of all training examples, in time order (RecBole's ordered splits keep every user's
-        training examples contiguous from the start).
+        targets of all training examples, in time order (RecBole's ordered splits and the
+        protocols but ``embsr`` keep every user's training examples contiguous from the start).
         """
         feat = train.inter_feat
         users = feat[self.uid_field].numpy()
@@ -220,79 +190,6 @@ class MultiTargetDataset(ExtSequentialDataset):
         position[order] = target_flat - user_start
         self._set_sequences(seq_items, seq_lengths, seq_lengths)
         train.inter_feat.update(Interaction({TARGET_POSITION_FIELD: torch.from_numpy(position)}))
-
-    def _paper_split_lengths(self, seq_lengths):
-        """Per-user (train, valid, test) lengths: test = last ceil(test ratio), valid = last
-        ceil(valid ratio) of the rest (HGN's code)."""
-        test = np.ceil(seq_lengths * self.config["paper_test_ratio"] - 1e-9).astype(np.int64)
-        rest = seq_lengths - test
-        valid = np.ceil(rest * self.config["paper_valid_ratio"] - 1e-9).astype(np.int64)
-        return rest - valid, valid, test
-
-    def _build_paper_protocol(self):
-        self._change_feat_format()
-        self.sort(by=[self.uid_field, self.time_field], ascending=True)
-        users = self.inter_feat[self.uid_field].numpy()
-        items = self.inter_feat[self.iid_field].numpy()
-        seq_lengths = np.bincount(users, minlength=self.user_num).astype(np.int64)
-        train_len, valid_len, test_len = self._paper_split_lengths(seq_lengths)
-        starts = np.concatenate([[0], np.cumsum(seq_lengths)])[:-1]
-        # keep train + valid only: the test part never enters any structure
-        position = np.arange(len(items)) - np.repeat(starts, seq_lengths)
-        kept = position < np.repeat(train_len + valid_len, seq_lengths)
-        # the final fit of the paper (HGN) trains on train + validation, with the tuned settings
-        fit_len = train_len + valid_len if self.config["paper_train_on_valid"] else train_len
-        self._set_sequences(items[kept], train_len + valid_len, fit_len)
-
-        # training windows: first target at t in [L, n-T] (full windows), else one padded window
-        window, horizon = self.config["window_length"], self.config["target_length"]
-        full = np.maximum(fit_len - window - horizon + 1, 0)
-        padded = (full == 0) & (fit_len >= 2)
-        per_user = full + padded
-        example_user = np.repeat(np.arange(self.user_num), per_user)
-        rank = np.arange(per_user.sum()) - np.repeat(np.cumsum(per_user) - per_user, per_user)
-        first_target = np.where(
-            padded[example_user], np.maximum(1, fit_len[example_user] - horizon), window + rank
-        )
-        offsets = self.magnn_seq_offsets.numpy()
-        train_feat = Interaction({
-            self.uid_field: torch.from_numpy(example_user),
-            self.iid_field: torch.from_numpy(self.magnn_seq_items.numpy()[offsets[example_user] + first_target]),
-            TARGET_POSITION_FIELD: torch.from_numpy(first_target),
-        })
-
-        # evaluation rows: the window ends where the held-out part starts
-        all_keys = users.astype(np.int64) * self.item_num + items
-        user_position = position
-        phases = {}
-        for phase, begin, length in (
-            ("valid", train_len, valid_len), ("test", train_len + valid_len, test_len),
-        ):
-            begin_flat = np.repeat(begin, seq_lengths)
-            held_out = (user_position >= begin_flat) & (user_position < begin_flat + np.repeat(length, seq_lengths))
-            seen = user_position < begin_flat
-            seen_keys = np.unique(all_keys[seen])
-            # a held-out item the user already has is masked from the ranking, so it cannot be a target
-            positive_keys = np.setdiff1d(np.unique(all_keys[held_out]), seen_keys, assume_unique=True)
-            eval_users = np.unique(positive_keys // self.item_num)
-            eval_users = eval_users[begin[eval_users] >= 1]
-            positive_keys = positive_keys[np.isin(positive_keys // self.item_num, eval_users)]
-            phases[phase] = {
-                "users": torch.from_numpy(eval_users),
-                "window_end": torch.from_numpy(begin[eval_users]),
-                "positive_keys": torch.from_numpy(positive_keys),
-                "masked_keys": torch.from_numpy(seen_keys),
-            }
-        self.magnn_eval_sets = phases
-        # the evaluation datasets hold the (user, held-out item) pairs: every target, once
-        pairs = {
-            phase: Interaction({
-                self.uid_field: sets["positive_keys"] // self.item_num,
-                self.iid_field: sets["positive_keys"] % self.item_num,
-            })
-            for phase, sets in phases.items()
-        }
-        return [self.copy(train_feat), self.copy(pairs["valid"]), self.copy(pairs["test"])]
 
     def _build_graph(self):
         graph = build_cooccurrence_graph(
