@@ -288,8 +288,9 @@ def check_value(key, value, spec):
         return
     types = spec.types
     if types and not any(_is_type(value, t, spec.element) for t in types):
-        # a str key given as a number on the command line (RecBole's typing turns '0' into 0)
-        if not ("str" in types and isinstance(value, (int, float)) and not isinstance(value, bool)):
+        # RecBole str()-converts its str keys (gpu_id, the *_interval filters, ...): a number (the
+        # command line's '0' typed as 0) or a list ([0, 25] for '[0,25]') is what users pass
+        if not ("str" in types and isinstance(value, (int, float, list, tuple)) and not isinstance(value, bool)):
             raise ConfigValueError(f"config key '{key}': expected {spec.describe()}, got {value!r}")
     if spec.choices and value not in spec.choices:
         raise ConfigValueError(f"config key '{key}': expected {spec.describe()}, got {value!r}")

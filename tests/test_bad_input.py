@@ -141,6 +141,7 @@ def test_schema_comes_from_the_yaml_comments(tmp_path):
 def test_valid_settings_pass_the_schema():
     config = Config("SASRec", "synthetic", read_command_line=False, config_dict=tiny_config_dict(
         learning_rate=1, topk=[5, 10], metrics=["Recall", "MRR"], train_neg_sample_args=None, gpu_id=0,
+        user_inter_num_interval=[0, 25], item_inter_num_interval="[1,inf)",
         eval_args={"split": {"LS": "valid_and_test"}, "order": "TO", "mode": "full"},
     ))
     assert config["learning_rate"] == 1
