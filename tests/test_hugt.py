@@ -167,6 +167,23 @@ def test_spatial_clip_bounds_the_bias_table():
     assert model.spatial_bias.shape == (3, 2)
 
 
+def test_spatial_clip_sets_the_graph_heads_bias_it_claims():
+    # phi starts at zero (so a first Adam step moves every entry alike): give it distinct values
+    sequences, _ = random_batch()
+    biases = {}
+    for clip in (1, 3):
+        model = make_model(graph_mode="se", spatial_clip=clip)
+        with torch.no_grad():
+            model.spatial_bias.copy_(torch.arange(float(clip + 1)).unsqueeze(1).expand(-1, 2))
+            (biases[clip],) = model.attention_biases(sequences)
+    adjacency = collaborative_adjacency(model.svd_item_factors[sequences], model.knn_k)
+    causal = torch.ones(MAX_LEN, MAX_LEN, dtype=torch.bool).tril()
+    for clip, bias in biases.items():
+        expected = shortest_path_lengths(adjacency, clip).float().masked_fill(~causal, float("-inf"))
+        assert torch.equal(bias[:, 2], expected) and torch.equal(bias[:, 3], expected)  # phi(s) = s here
+    assert not torch.equal(biases[1], biases[3])
+
+
 # ---------------------------------------------------------------- dataset building blocks
 def test_binary_user_item_matrix_hand_computed():
     users = np.array([1, 1, 2])
@@ -188,15 +205,44 @@ def test_svd_item_factors_hand_computed():
     assert factors.shape == (4, 1)
     assert np.allclose(factors[[0, 3]], 0.0)  # padding and an item outside the top factor
     assert np.isclose(abs(factors[1, 0]), 1.0) and np.isclose(factors[1, 0], factors[2, 0])
-    assert torch.equal(svd_item_factors(matrix, rank=2), svd_item_factors(matrix, rank=2))
-    # rank is capped at min(shape) - 1 (ARPACK may restart randomly past the true rank 2: the
-    # extra component has singular value 0, so the factors still agree up to rounding)
+    # rank is capped at min(shape) - 1 (an ARPACK limit)
     capped = svd_item_factors(matrix, rank=50)
     assert capped.shape == (4, 3)
-    assert torch.allclose(capped, svd_item_factors(matrix, rank=50), atol=1e-6)
     cosine = capped @ capped.t()
     assert torch.isclose(cosine[1, 2], torch.tensor(1.0), atol=1e-5)
     assert torch.isclose(cosine[1, 3], torch.tensor(0.0), atol=1e-5)
+
+
+def _numpy_svd_cosines(dense, rank):
+    """Item-item cosines of the best rank-``rank`` approximation, from numpy's full SVD."""
+    _, singular_values, vt = np.linalg.svd(dense, full_matrices=False)
+    items = vt[:rank].T * singular_values[:rank]
+    norms = np.linalg.norm(items, axis=1, keepdims=True)
+    items = np.divide(items, norms, out=np.zeros_like(items), where=norms > 1e-12)
+    return items @ items.T
+
+
+@pytest.mark.parametrize("rank", [1, 3, 6])
+def test_svd_item_factors_equal_numpys_svd_of_the_same_matrix(rank):
+    # a random binary matrix with distinct singular values: the rank-r subspace is unique
+    dense = (np.random.default_rng(rank).random((30, 12)) < 0.3).astype(float)
+    dense[:, 0] = 0.0  # padding column
+    factors = svd_item_factors(sp.csr_matrix(dense), rank).numpy()
+    assert factors.shape == (12, rank)
+    np.testing.assert_allclose(factors @ factors.T, _numpy_svd_cosines(dense, rank), atol=1e-5)
+    assert np.allclose(factors[0], 0.0)
+
+
+def test_svd_item_factors_recover_a_planted_low_rank_matrix():
+    # users of group g consume exactly the items of group g: rank 3, item cosines 1 inside a
+    # group and 0 across, which any rank-3 factorisation must reproduce
+    groups = np.array([0, 0, 1, 1, 1, 2, 2])
+    user_groups = np.repeat([0, 1, 2], [5, 4, 6])
+    dense = np.zeros((len(user_groups), len(groups) + 1))
+    dense[:, 1:] = user_groups[:, None] == groups[None, :]
+    factors = svd_item_factors(sp.csr_matrix(dense), rank=3).numpy()
+    expected = (groups[:, None] == groups[None, :]).astype(float)
+    np.testing.assert_allclose(factors[1:] @ factors[1:].T, expected, atol=1e-5)
 
 
 def test_tiled_window_mask_hand_computed():

@@ -143,17 +143,25 @@ def test_bad_dataset_config_names_the_key(tmp_path):
 
 
 def test_sampled_evaluation_uses_predict(tmp_path):
-    # RecBole's uniN evaluation scores candidates with HUGT.predict
+    # RecBole's uniN evaluation scores candidates with HUGT.predict, and its metrics are those
+    # of predict's scores: each user's block is its positive, then its 5 negatives
     eval_args = {"split": {"LS": "valid_and_test"}, "order": "TO", "group_by": "user", "mode": "uni5"}
     config, _, (train, valid, test) = build(
-        tmp_path, base_items(), name="uni", eval_args=eval_args, epochs=1, checkpoint_dir=str(tmp_path)
+        tmp_path, base_items(), name="uni", eval_args=eval_args, epochs=1, checkpoint_dir=str(tmp_path),
+        metrics=["Hit", "MRR"], topk=[1, 3], valid_metric="MRR@3",
     )
     model = get_model("HUGT")(config, train._dataset)
     predicted = []
     predict = model.predict
-    model.predict = lambda interaction: predicted.append(len(interaction)) or predict(interaction)
+    model.predict = lambda interaction: predicted.append(predict(interaction)) or predicted[-1]
     trainer = get_trainer(config["MODEL_TYPE"], "HUGT")(config, model)
     trainer.fit(train, valid, saved=False, show_progress=False)
+    predicted.clear()
     result = trainer.evaluate(test, load_best_model=False, show_progress=False)
-    assert sum(predicted) == 2 * N_USERS * 6  # valid and test: each positive with 5 negatives
-    assert result["hit@10"] == 1.0  # 6 candidates are always within the top 10
+    blocks = torch.cat(predicted).view(-1, 6)
+    assert len(blocks) == N_USERS
+    rank = 1 + (blocks[:, 1:] > blocks[:, :1]).sum(1)  # the positive's rank among its candidates
+    assert result["hit@1"] == pytest.approx(float((rank <= 1).float().mean()), abs=1e-4)
+    assert result["hit@3"] == pytest.approx(float((rank <= 3).float().mean()), abs=1e-4)
+    assert result["mrr@3"] == pytest.approx(float(((rank <= 3) / rank).mean()), abs=1e-4)
+    assert 0 < result["hit@3"] < 1  # not a constant: the candidates are ranked
