@@ -398,8 +398,8 @@ def _short(value):
     return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
-def render_page(sections, args, command, started, finished, loads, estimate):
-    machine, found = machine_description(), versions()
+def render_page(sections, args, command, started, finished, loads, estimate, found=None, compute_seconds=None):
+    machine, found = machine_description(), found or versions()
     lines = ["# Benchmark results", ""]
     if not is_full_budget(args):
         lines += [
@@ -415,6 +415,11 @@ def render_page(sections, args, command, started, finished, loads, estimate):
         f"- wall time: {(finished - started).total_seconds() / 60:.1f} min ({started:%Y-%m-%d %H:%M} to "
         f"{finished:%H:%M} UTC)",
     ]
+    if compute_seconds:
+        lines.append(
+            f"- training time in the records (every trial and run, also those a resumed run skipped): "
+            f"{compute_seconds / 60:.1f} min"
+        )
     if estimate is not None and not is_full_budget(args):
         lines.append(
             f"- estimated wall time of the full budget for these models and datasets on this machine: "
@@ -499,7 +504,8 @@ def main(argv=None):
     command = "python " + " ".join(shlex.quote(a) for a in [script] + (sys.argv[1:] if argv is None else list(argv)))
     started = datetime.datetime.now(datetime.timezone.utc)
     load_at_start = load_average()
-    sections, everything, estimate = [], {}, 0.0
+    found = versions()  # before this run writes its own files into the checkout
+    sections, everything, estimate, compute_seconds = [], {}, 0.0, 0.0
     for dataset in datasets:
         print(f"[bench] {dataset}: {', '.join(models)} ...", flush=True)
         comparison, failures, wall, output_dir = run_dataset(models, dataset, args)
@@ -508,12 +514,15 @@ def main(argv=None):
             split = query_split(comparison, output_dir, last_event_is_query(dataset, shared_overrides(args)))
         plots = write_plots(dataset, models, comparison, args.output) if comparison else []
         records = run_records(output_dir)
+        compute_seconds += sum(r.get("wall_seconds", 0.0) for kind in records.values() for r in kind)
         estimate += estimate_full_seconds(comparison, records, args.tune, args.repeats) or 0.0
         sections.append(dataset_section(dataset, models, comparison, failures, split, wall, set(EXTENSION_MODELS), plots))
         everything[dataset] = {"comparison": comparison, "failures": failures, "wall_seconds": wall, "query_split": split}
         print(f"[bench] {dataset}: {wall / 60:.1f} min, failures: {failures or 'none'}", flush=True)
     finished = datetime.datetime.now(datetime.timezone.utc)
-    page = render_page(sections, args, command, started, finished, (load_at_start, load_average()), estimate)
+    page = render_page(
+        sections, args, command, started, finished, (load_at_start, load_average()), estimate, found, compute_seconds
+    )
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
     with open(args.output, "w", encoding="utf-8") as f:
         f.write(page)
