@@ -5,7 +5,8 @@ script through the tuned comparison protocol of :mod:`recbole_ext.compare`, one
 ``run_recbole_ext.py --model=A,B,... --tune=N --repeats=K`` per dataset, in a subprocess:
 
 - every model gets the same N Hyperopt trials of RecBole's HyperTuning over its search space
-  (``properties/hyper/<Model>.hyper``, or ``properties/hyper/default.hyper``: the learning rate),
+  (``properties/hyper/<Model>.hyper`` plus the default space's learning rate where the file does
+  not search it; ``properties/hyper/default.hyper`` alone for a model without a file),
   chosen on validation NDCG@10 only, with RecBole's early stopping and one shared epoch cap;
 - only each model's chosen configuration is tested, on K seeds, from its best-validation
   checkpoint; the page gives mean ± std, and against SASRec a Wilcoxon signed-rank test over
@@ -433,7 +434,8 @@ def render_page(sections, args, command, started, finished, loads, estimate, fou
         f"- device: {'GPU if available' if args.gpu else 'CPU'}",
         "- versions: " + ", ".join(f"{k} {v}" for k, v in found.items()),
         f"- protocol: every model gets {args.tune} trials of RecBole's HyperTuning (Hyperopt) over its search space "
-        "(properties/hyper/<Model>.hyper, else properties/hyper/default.hyper), chosen on validation NDCG@10 only, "
+        "(properties/hyper/<Model>.hyper plus the learning rate of properties/hyper/default.hyper where it does not "
+        "search it; the default space alone without a file), chosen on validation NDCG@10 only, "
         f"RecBole's early stopping on validation (stopping_step {args.stopping_step}), one epoch cap ({args.epochs}); "
         f"only the chosen configuration is tested, on {args.repeats} seed(s), from its best-validation checkpoint",
         "- shared setting: "

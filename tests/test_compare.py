@@ -359,6 +359,15 @@ def test_search_spaces_and_the_default_space():
     (name, kind, (low, high)), *_ = read_params_file(compare.DEFAULT_SPACE_FILE)
     assert (name, kind) == ("learning_rate", "loguniform")
     assert compare.describe_space([(name, kind, (low, high))]) == {name: "loguniform [0.0003, 0.01]"}
+    # a model's own space that leaves the learning rate out gets the default one added ...
+    own = {p[0]: p for p in read_params_file(compare.space_file("HUGT"))}
+    params, label = compare.search_space("HUGT")
+    assert label == "hyper/HUGT.hyper + hyper/default.hyper" and "learning_rate" not in own
+    assert {p[0]: p for p in params} == dict(own, learning_rate=(name, kind, [low, high]))
+    # ... one that searches it keeps its own values; keys an entry fixes are not searched
+    params, label = compare.search_space("EMBSR", {"dropout_prob": 0.1})
+    embsr = {p[0]: p for p in read_params_file(compare.space_file("EMBSR"))}
+    assert label == "hyper/EMBSR.hyper" and {p[0]: p for p in params} == {"learning_rate": embsr["learning_rate"]}
 
 
 def test_data_digest_sees_a_changed_atomic_file(tmp_path):
