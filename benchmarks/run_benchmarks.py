@@ -5,7 +5,8 @@ script through the tuned comparison protocol of :mod:`recbole_ext.compare`, one
 ``run_recbole_ext.py --model=A,B,... --tune=N --repeats=K`` per dataset, in a subprocess:
 
 - every model gets the same N Hyperopt trials of RecBole's HyperTuning over its search space
-  (``properties/hyper/<Model>.hyper``, or ``properties/hyper/default.hyper``: the learning rate),
+  (``properties/hyper/<Model>.hyper`` plus the default space's learning rate where the file does
+  not search it; ``properties/hyper/default.hyper`` alone for a model without a file),
   chosen on validation NDCG@10 only, with RecBole's early stopping and one shared epoch cap;
 - only each model's chosen configuration is tested, on K seeds, from its best-validation
   checkpoint; the page gives mean ± std, and against SASRec a Wilcoxon signed-rank test over
@@ -60,8 +61,9 @@ def build_parser():
     parser.add_argument("--repeats", type=int, default=FULL_BUDGET["repeats"], help="seeds of each chosen config")
     parser.add_argument("--epochs", type=int, default=FULL_BUDGET["epochs"], help="shared epoch cap of every run")
     parser.add_argument("--stopping-step", type=int, default=5, help="RecBole's early-stopping patience")
-    parser.add_argument("--hidden-size", type=int, default=64, help="hidden and embedding size of every model")
-    parser.add_argument("--max-len", type=int, default=50, help="MAX_ITEM_LIST_LENGTH")
+    # hidden 32 and length 20 keep the full synthetic table within about 2 hours on 2 idle cores
+    parser.add_argument("--hidden-size", type=int, default=32, help="hidden and embedding size of every model")
+    parser.add_argument("--max-len", type=int, default=20, help="MAX_ITEM_LIST_LENGTH")
     parser.add_argument("--batch-size", type=int, default=256, help="training batch size of every model")
     parser.add_argument("--seed", type=int, default=2020, help="first seed (then seed+1, ...)")
     parser.add_argument("--gpu", action="store_true", help="train on the GPU if there is one (default: CPU)")
@@ -397,8 +399,8 @@ def _short(value):
     return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
-def render_page(sections, args, command, started, finished, loads, estimate):
-    machine, found = machine_description(), versions()
+def render_page(sections, args, command, started, finished, loads, estimate, found=None, compute_seconds=None):
+    machine, found = machine_description(), found or versions()
     lines = ["# Benchmark results", ""]
     if not is_full_budget(args):
         lines += [
@@ -414,6 +416,11 @@ def render_page(sections, args, command, started, finished, loads, estimate):
         f"- wall time: {(finished - started).total_seconds() / 60:.1f} min ({started:%Y-%m-%d %H:%M} to "
         f"{finished:%H:%M} UTC)",
     ]
+    if compute_seconds:
+        lines.append(
+            f"- training time in the records (every trial and run, also those a resumed run skipped): "
+            f"{compute_seconds / 60:.1f} min"
+        )
     if estimate is not None and not is_full_budget(args):
         lines.append(
             f"- estimated wall time of the full budget for these models and datasets on this machine: "
@@ -427,7 +434,8 @@ def render_page(sections, args, command, started, finished, loads, estimate):
         f"- device: {'GPU if available' if args.gpu else 'CPU'}",
         "- versions: " + ", ".join(f"{k} {v}" for k, v in found.items()),
         f"- protocol: every model gets {args.tune} trials of RecBole's HyperTuning (Hyperopt) over its search space "
-        "(properties/hyper/<Model>.hyper, else properties/hyper/default.hyper), chosen on validation NDCG@10 only, "
+        "(properties/hyper/<Model>.hyper plus the learning rate of properties/hyper/default.hyper where it does not "
+        "search it; the default space alone without a file), chosen on validation NDCG@10 only, "
         f"RecBole's early stopping on validation (stopping_step {args.stopping_step}), one epoch cap ({args.epochs}); "
         f"only the chosen configuration is tested, on {args.repeats} seed(s), from its best-validation checkpoint",
         "- shared setting: "
@@ -498,7 +506,8 @@ def main(argv=None):
     command = "python " + " ".join(shlex.quote(a) for a in [script] + (sys.argv[1:] if argv is None else list(argv)))
     started = datetime.datetime.now(datetime.timezone.utc)
     load_at_start = load_average()
-    sections, everything, estimate = [], {}, 0.0
+    found = versions()  # before this run writes its own files into the checkout
+    sections, everything, estimate, compute_seconds = [], {}, 0.0, 0.0
     for dataset in datasets:
         print(f"[bench] {dataset}: {', '.join(models)} ...", flush=True)
         comparison, failures, wall, output_dir = run_dataset(models, dataset, args)
@@ -507,12 +516,15 @@ def main(argv=None):
             split = query_split(comparison, output_dir, last_event_is_query(dataset, shared_overrides(args)))
         plots = write_plots(dataset, models, comparison, args.output) if comparison else []
         records = run_records(output_dir)
+        compute_seconds += sum(r.get("wall_seconds", 0.0) for kind in records.values() for r in kind)
         estimate += estimate_full_seconds(comparison, records, args.tune, args.repeats) or 0.0
         sections.append(dataset_section(dataset, models, comparison, failures, split, wall, set(EXTENSION_MODELS), plots))
         everything[dataset] = {"comparison": comparison, "failures": failures, "wall_seconds": wall, "query_split": split}
         print(f"[bench] {dataset}: {wall / 60:.1f} min, failures: {failures or 'none'}", flush=True)
     finished = datetime.datetime.now(datetime.timezone.utc)
-    page = render_page(sections, args, command, started, finished, (load_at_start, load_average()), estimate)
+    page = render_page(
+        sections, args, command, started, finished, (load_at_start, load_average()), estimate, found, compute_seconds
+    )
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
     with open(args.output, "w", encoding="utf-8") as f:
         f.write(page)

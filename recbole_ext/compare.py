@@ -20,7 +20,8 @@ chart of the main metric are written beside the records.
 Tuned comparison (``--tune=N``): every entry gets the same N trials of RecBole's
 :class:`~recbole.trainer.HyperTuning` (Hyperopt; sampling without repetition when the space is all
 ``choice``, random search otherwise, seeded by the comparison's seed) over its search space:
-``properties/hyper/<Model>.hyper``, or :data:`DEFAULT_SPACE_FILE` for a model without one. Trials
+``properties/hyper/<Model>.hyper`` plus the keys of :data:`DEFAULT_SPACE_FILE` it does not search
+(the learning rate), or the default space alone for a model without a file. Trials
 train and validate only (RecBole's early stopping on ``valid_metric``, one shared ``epochs`` cap);
 the trial with the best validation score is chosen and only that configuration is tested, on every
 seed of ``--repeats``. Each finished trial is a record under ``trials/``, so a rerun skips it.
@@ -406,6 +407,25 @@ def space_file(model):
     return own if os.path.isfile(own) else DEFAULT_SPACE_FILE
 
 
+def search_space(model, fixed=None):
+    """The space a tuned comparison searches for ``model``: its own file, plus every key of the
+    default space (the learning rate) that file does not search, so no model is compared at one
+    fixed learning rate; minus the keys an entry fixes. Returns ``(params, description)``."""
+    from recbole_ext.tuning import read_params_file
+
+    fixed = fixed or {}
+    source = space_file(model)
+    params = read_params_file(source)
+    names = [os.path.relpath(source, paths.PROPERTIES_DIR)]
+    if source != DEFAULT_SPACE_FILE:
+        own = {name for name, _, _ in params}
+        added = [p for p in read_params_file(DEFAULT_SPACE_FILE) if p[0] not in own]
+        if added:
+            params = params + added
+            names.append(os.path.relpath(DEFAULT_SPACE_FILE, paths.PROPERTIES_DIR))
+    return [p for p in params if p[0] not in fixed], " + ".join(names)
+
+
 def describe_space(params):
     """``{key: "loguniform [3e-04, 1e-02]"}``: the searched ranges, in the values the trials see
     (RecBole's loguniform bounds are logarithms)."""
@@ -484,9 +504,8 @@ def tune_entry(entry, dataset, config_files, fixed_config, trials, output_dir, s
     ``(chosen values, summary)``. Keys the entry fixes are not searched."""
     from recbole_ext.tuning import make_hyper_tuning, read_params_file
 
-    source = space_file(entry.model)
-    params = [p for p in read_params_file(source) if p[0] not in entry.fixed]
-    summary = {"space_file": os.path.relpath(source, paths.PROPERTIES_DIR), "searched": describe_space(params)}
+    params, space_label = search_space(entry.model, entry.fixed)
+    summary = {"space_file": space_label, "searched": describe_space(params)}
     if not params:
         return {}, dict(summary, trials=[])
     folder = os.path.join(output_dir, "trials", _safe_file_name(entry.label))

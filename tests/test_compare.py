@@ -236,16 +236,20 @@ def test_two_model_comparison_is_fair_writes_tables_and_resumes(tmp_path, capsys
 # benchmarks/run_benchmarks.py: the machinery, on the smallest run
 
 
-def _load_benchmark_script():
+def _load_script(name):
     import importlib.util
 
     from conftest import REPO_ROOT
 
-    path = os.path.join(REPO_ROOT, "benchmarks", "run_benchmarks.py")
-    spec = importlib.util.spec_from_file_location("run_benchmarks", path)
+    path = os.path.join(REPO_ROOT, "benchmarks", f"{name}.py")
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def _load_benchmark_script():
+    return _load_script("run_benchmarks")
 
 
 def test_benchmark_script_writes_its_page_through_the_tuned_protocol(tmp_path):
@@ -263,6 +267,7 @@ def test_benchmark_script_writes_its_page_through_the_tuned_protocol(tmp_path):
     assert page.splitlines()[2].startswith("**smoke test: not converged/tuned enough to rank models**")
     assert "--models SASRec,GRU4Rec --datasets synthetic --tune 1 --repeats 1 --epochs 1" in page  # the command
     assert "- wall time:" in page and "estimated wall time of the full budget" in page and "recbole 1.2.1" in page
+    assert "training time in the records" in page
     result = json.loads((tmp_path / "RESULTS.json").read_text())
     comparison = result["datasets"]["synthetic"]["comparison"]
     gru = comparison["models"]["GRU4Rec"]
@@ -354,6 +359,15 @@ def test_search_spaces_and_the_default_space():
     (name, kind, (low, high)), *_ = read_params_file(compare.DEFAULT_SPACE_FILE)
     assert (name, kind) == ("learning_rate", "loguniform")
     assert compare.describe_space([(name, kind, (low, high))]) == {name: "loguniform [0.0003, 0.01]"}
+    # a model's own space that leaves the learning rate out gets the default one added ...
+    own = {p[0]: p for p in read_params_file(compare.space_file("HUGT"))}
+    params, label = compare.search_space("HUGT")
+    assert label == "hyper/HUGT.hyper + hyper/default.hyper" and "learning_rate" not in own
+    assert {p[0]: p for p in params} == dict(own, learning_rate=(name, kind, [low, high]))
+    # ... one that searches it keeps its own values; keys an entry fixes are not searched
+    params, label = compare.search_space("EMBSR", {"dropout_prob": 0.1})
+    embsr = {p[0]: p for p in read_params_file(compare.space_file("EMBSR"))}
+    assert label == "hyper/EMBSR.hyper" and {p[0]: p for p in params} == {"learning_rate": embsr["learning_rate"]}
 
 
 def test_data_digest_sees_a_changed_atomic_file(tmp_path):
@@ -436,3 +450,49 @@ def test_same_seed_reproduces_the_per_user_values(tmp_path):
         values.append(compare.load_per_user(compare.per_user_file(record_file)))
     assert np.array_equal(values[0]["users"], values[1]["users"])
     assert np.array_equal(values[0]["ndcg@10"], values[1]["ndcg@10"]) and values[0]["ndcg@10"].any()
+
+
+# ---------------------------------------------------------------------------------------------
+# benchmarks/paper_tables.py: rows as variants, the paper's orderings as data
+
+
+def _load_paper_tables():
+    return _load_script("paper_tables")
+
+
+def test_paper_orderings_are_derived_from_the_papers_values():
+    tables = {t["key"]: t for t in _load_paper_tables().TABLES}
+    magnn = tables["magnn-table3"]
+    assert ("(6) MA-GNN", "(3) MF+S+H+gating") in magnn["claims"]
+    assert ("(2) MF+S", "(1) MF") in magnn["claims"] and ("(1) MF", "(2) MF+S") not in magnn["claims"]
+    assert len(magnn["claims"]) == 15  # six distinct values: every pair
+    assert tables["qsr-table3"]["claims"][0] == ("Query-SeqRec", "w/ R")
+    for table in tables.values():  # every claim names rows of its table
+        labels = {row[0] for row in table["rows"]}
+        assert all(a in labels and b in labels for a, b in table["claims"]), table["key"]
+
+
+def test_paper_tables_plumbing_one_table_two_rows(tmp_path):
+    paper_tables = _load_paper_tables()
+    output = tmp_path / "PAPER_TABLES.md"
+    argv = ["--tables", "magnn-table3", "--rows", "2", "--datasets", "synthetic", "--tune", "1", "--repeats", "1"]
+    argv += ["--epochs", "1", "--hidden-size", "8", "--max-len", "10", "--batch-size", "2048"]
+    argv += ["--work-dir", str(tmp_path / "work"), "--output", str(output)]
+    assert paper_tables.main(argv) == 0
+    page = output.read_text()
+    assert "**smoke test: not converged/tuned enough to rank models**" in page
+    assert "## MA-GNN Table 3 (architecture) on synthetic" in page
+    folder = tmp_path / "work" / "magnn-table3-synthetic"
+    result = json.load(open(folder / "comparison.json"))
+    assert set(result["models"]) == {"SASRec", "(1) MF", "(2) MF+S"}
+    # each row ran its own variant of the model
+    for label, variant in (("(1) MF", "mf"), ("(2) MF+S", "mf_s")):
+        run = json.load(open(folder / "runs" / f"{compare._safe_file_name(label)}-seed2020.json"))
+        assert run["model"] == "MAGNN" and run["config"]["variant"] == variant
+    mf, mf_s = (result["models"][k]["test"]["ndcg@10"]["mean"] for k in ("(1) MF", "(2) MF+S"))
+    (claim,) = json.loads((tmp_path / "PAPER_TABLES.json").read_text())["tables"][0]["claims"]
+    assert (claim["better"], claim["worse"]) == ("(2) MF+S", "(1) MF")
+    assert claim["agrees"] == (mf_s > mf) and 0.0 <= claim["p_value"] <= 1.0
+    assert claim["change"] == pytest.approx(mf_s / mf - 1, abs=0.02)  # the means are rounded to 4 places
+    agrees = "yes" if claim["agrees"] else "NO"
+    assert any(line.startswith("| (2) MF+S | (1) MF |") and f"| {agrees} |" in line for line in page.splitlines())

@@ -1,0 +1,296 @@
+"""Each paper's ablation table, reproduced with the tuned comparison protocol.
+
+    python benchmarks/paper_tables.py                                   # every table, full budget
+    python benchmarks/paper_tables.py --tables qsr-table3 --datasets synthetic --tune 2 --repeats 1 --epochs 2
+
+Every row of a table is a named variant of its model: a set of config switches (the keys of the
+README's switch table and the model's yaml), given to :func:`recbole_ext.compare.run_comparison`
+as an entry ``Model[key=value,...]`` with the row's name as label. Each row (and SASRec, beside
+each table) gets the same number of Hyperopt trials over its model's search space minus the keys
+the row fixes, chosen on validation only, then is tested on K seeds. ``benchmarks/PAPER_TABLES.md``
+gets, per table and dataset, our mean ± std per row, the change against SASRec with its paired
+test, the paper's figures where it prints them, and for every ordering the paper claims
+(row A above row B) whether ours agrees and whether the difference is significant (Wilcoxon
+signed-rank over (test user, seed) pairs pooled over seeds, p < 0.05). The papers' values and
+orderings are data in :data:`TABLES` (from the papers' tables and text; see
+/work/shared/MODEL_NOTES.md); nothing in the page is typed by hand.
+
+Budget flags are those of ``run_benchmarks.py``; a page made with less than its full budget says
+it is a smoke test. Records stay under ``--work-dir`` so a rerun resumes.
+"""
+
+import argparse
+import datetime
+import os
+import shlex
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO_ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+sys.path.insert(0, REPO_ROOT)
+
+import run_benchmarks  # noqa: E402  (benchmarks/run_benchmarks.py: budget, shared setting, machine)
+
+METRIC = "ndcg@10"
+BASELINE = "SASRec"
+WITH_SIDE_INFORMATION = ["synthetic"]  # queries, micro-behaviours: only the embedded dataset has them
+ANY_DATASET = ["synthetic", "ml-100k"]
+
+
+def _table(key, title, model, datasets, paper_metric, rows, claims=None):
+    """One paper table: ``rows`` are ``(label, switches, paper value or None)``; ``claims`` are the
+    paper's orderings ``(better, worse)``; by default every pair ordered by the paper's values."""
+    if claims is None:
+        ranked = sorted((r for r in rows if r[2] is not None), key=lambda r: -r[2])
+        claims = [(a[0], b[0]) for i, a in enumerate(ranked) for b in ranked[i + 1:] if a[2] > b[2]]
+    return {"key": key, "title": title, "model": model, "datasets": datasets, "paper_metric": paper_metric,
+            "rows": rows, "claims": claims}
+
+
+#: The ablation tables of the five papers: rows as config switches, the paper's values and orderings.
+TABLES = [
+    _table("qsr-table3", "QuerySeqRec Table 3 (components)", "QuerySeqRec", WITH_SIDE_INFORMATION,
+           "Diginetica N@20", [
+               ("Query-SeqRec", {}, 0.2361),
+               ("w/ R", {"augmentation": "uniform"}, 0.2351),
+               ("w/o A", {"augmentation": "none"}, 0.2287),
+               ("w/o Q", {"use_queries": False}, 0.1979),
+           ]),
+    _table("qsr-table4", "QuerySeqRec Table 4 (query incorporation, no augmentation)", "QuerySeqRec",
+           WITH_SIDE_INFORMATION, "Diginetica N@20", [
+               ("Heterogeneous", {"query_fusion": "heterogeneous", "augmentation": "none"}, 0.2287),
+               ("Early", {"query_fusion": "early", "augmentation": "none"}, 0.2169),
+               ("FDSA (Late)", {"query_fusion": "late", "augmentation": "none"}, 0.2081),
+               ("NOVA", {"query_fusion": "nova", "augmentation": "none"}, 0.2031),
+           ]),
+    _table("hugt-table2", "HUGT Table 2 (graph heads)", "HUGT", ANY_DATASET, "ML1M N@10", [
+        ("HUGT-MP", {"graph_mode": "mp", "n_heads": 4, "n_graph_heads": 2}, 0.1218),
+        ("HUGT-SE", {"graph_mode": "se", "n_heads": 4, "n_graph_heads": 2}, 0.1191),
+        ("SASRec-Ours (0 graph heads)", {"n_heads": 4, "n_graph_heads": 0}, 0.1039),
+    ]),
+    _table("hugt-heads", "HUGT Figure 3 (sequence + graph heads of 4)", "HUGT", ANY_DATASET,
+           "ML1M (figure, no numbers)", [
+               ("4 seq + 0 graph", {"graph_mode": "mp", "n_heads": 4, "n_graph_heads": 0}, None),
+               ("3 seq + 1 graph", {"graph_mode": "mp", "n_heads": 4, "n_graph_heads": 1}, None),
+               ("2 seq + 2 graph", {"graph_mode": "mp", "n_heads": 4, "n_graph_heads": 2}, None),
+               ("1 seq + 3 graph", {"graph_mode": "mp", "n_heads": 4, "n_graph_heads": 3}, None),
+               ("0 seq + 4 graph", {"graph_mode": "mp", "n_heads": 4, "n_graph_heads": 4}, None),
+           ],
+           # the text: dropping all sequence heads hurts everywhere; dropping all graph heads hurts
+           # on long sequences (ML1M, Netflix, Taobao)
+           claims=[("2 seq + 2 graph", "0 seq + 4 graph"), ("2 seq + 2 graph", "4 seq + 0 graph")]),
+    _table("embsr-table4", "EMBSR Table IV (components)", "EMBSR", WITH_SIDE_INFORMATION, "JD-Appliances H@10", [
+        ("EMBSR", {"variant": "EMBSR"}, 49.57),
+        ("EMBSR-NF", {"variant": "EMBSR-NF"}, 48.99),
+        ("EMBSR-NG", {"variant": "EMBSR-NG"}, 46.78),
+        ("EMBSR-NS", {"variant": "EMBSR-NS"}, 46.73),
+    ]),
+    _table("embsr-fig4", "EMBSR Figure 4 (sequential pattern of micro-behaviours)", "EMBSR",
+           WITH_SIDE_INFORMATION, "figure, no numbers", [
+               ("EMBSR", {"variant": "EMBSR"}, None),
+               ("SGNN-Seq-Self", {"variant": "SGNN-Seq-Self"}, None),
+               ("SGNN-Self", {"variant": "SGNN-Self"}, None),
+               ("RNN-Self", {"variant": "RNN-Self"}, None),
+           ],
+           claims=[("EMBSR", "SGNN-Seq-Self"), ("EMBSR", "SGNN-Self"), ("EMBSR", "RNN-Self"),
+                   ("SGNN-Seq-Self", "SGNN-Self"), ("SGNN-Self", "RNN-Self")]),
+    _table("embsr-fig5", "EMBSR Figure 5 (dyadic relational pattern)", "EMBSR", WITH_SIDE_INFORMATION,
+           "figure, no numbers", [
+               ("EMBSR", {"variant": "EMBSR"}, None),
+               ("SGNN-Dyadic", {"variant": "SGNN-Dyadic"}, None),
+               ("SGNN-Abs-Self", {"variant": "SGNN-Abs-Self"}, None),
+               ("SGNN-Self", {"variant": "SGNN-Self"}, None),
+               ("RNN-Self", {"variant": "RNN-Self"}, None),
+           ],
+           claims=[("EMBSR", "SGNN-Dyadic"), ("EMBSR", "SGNN-Abs-Self"), ("SGNN-Dyadic", "SGNN-Abs-Self"),
+                   ("SGNN-Self", "RNN-Self"), ("SGNN-Abs-Self", "RNN-Self")]),
+    _table("magnn-table3", "MA-GNN Table 3 (architecture)", "MAGNN", ANY_DATASET, "CDs N@10", [
+        ("(1) MF", {"variant": "mf"}, 0.0145),
+        ("(2) MF+S", {"variant": "mf_s"}, 0.0158),
+        ("(3) MF+S+H+gating", {"variant": "mf_s_h_gate"}, 0.0191),
+        ("(4) MF+S+H+concat", {"variant": "mf_s_h_concat"}, 0.0148),
+        ("(5) MF+S+H+GRU", {"variant": "mf_s_h_gru"}, 0.0147),
+        ("(6) MA-GNN", {"variant": "full"}, 0.0214),
+    ]),
+    _table("dgsr-variants", "DGSR Figure 3 and DGSR-0 (propagation, aggregation)", "DGSR", ANY_DATASET,
+           "figure, no numbers", [
+               ("DGSR", {}, None),
+               ("DGSR-GAT", {"propagation": "gat"}, None),
+               ("DGSR-GCN", {"propagation": "gcn"}, None),
+               ("DGSR-Global", {"aggregation": "global"}, None),
+               ("DGSR-Local", {"aggregation": "local"}, None),
+               ("DGSR-0", {"n_layers": 0}, None),
+           ],
+           # the text: DGSR best of all variants; DGSR-GCN the poorest; DGSR-Global above DGSR-GAT;
+           # DGSR-1 above DGSR-0
+           claims=[("DGSR", r) for r in ("DGSR-GAT", "DGSR-GCN", "DGSR-Global", "DGSR-Local", "DGSR-0")]
+           + [(r, "DGSR-GCN") for r in ("DGSR-GAT", "DGSR-Global", "DGSR-Local")]
+           + [("DGSR-Global", "DGSR-GAT")]),
+]
+
+
+def build_parser():
+    parser = run_benchmarks.build_parser()
+    parser.description = __doc__.split("\n\n")[0]
+    parser.add_argument("--tables", nargs="+", default=None, help="table keys (default: all): "
+                        + ", ".join(t["key"] for t in TABLES))
+    parser.add_argument("--rows", type=int, default=None, help="only the first N rows of each table (smoke runs)")
+    parser.set_defaults(output=os.path.join(HERE, "PAPER_TABLES.md"), work_dir=os.path.join(HERE, "out", "paper_tables"))
+    return parser
+
+
+def entries_of(table, rows=None):
+    from recbole_ext.compare import Entry
+
+    chosen = table["rows"][:rows] if rows else table["rows"]
+    return [Entry(BASELINE, BASELINE)] + [Entry(label, table["model"], switches) for label, switches, _ in chosen]
+
+
+def run_table(table, dataset, args):
+    """The tuned comparison of one table's rows and SASRec on ``dataset``; returns
+    ``(comparison dict or None, output folder, wall seconds, error text or None)``."""
+    from recbole_ext.compare import run_comparison
+
+    output_dir = os.path.join(os.path.abspath(args.work_dir), f"{table['key']}-{dataset}")
+    started = time.perf_counter()
+    try:
+        _, comparison = run_comparison(
+            entries_of(table, args.rows), dataset, run_benchmarks.shared_overrides(args), output_dir=output_dir,
+            tune=args.tune, repeats=args.repeats, baseline=BASELINE, metric=METRIC, quiet=True,
+        )
+        error = None
+    except Exception as failure:  # a table that cannot run (e.g. missing side information) is a row
+        comparison, error = None, f"{type(failure).__name__}: {failure}"
+    return comparison, output_dir, time.perf_counter() - started, error
+
+
+def per_user_of(comparison, output_dir):
+    from recbole_ext.compare import _safe_file_name, load_per_user
+
+    found = {}
+    for label, model in comparison["models"].items():
+        found[label] = {}
+        for seed in model["seeds"]:
+            values = load_per_user(os.path.join(output_dir, "runs", f"{_safe_file_name(label)}-seed{seed}.npz"))
+            if values is not None:
+                found[label][seed] = values
+    return found
+
+
+def check_claims(table, comparison, output_dir, test="wilcoxon"):
+    """For every ordering the paper claims: our change of the better row over the worse one, its
+    p-value, whether our ordering agrees and whether the difference is significant."""
+    from recbole_ext import stats
+    from recbole_ext.compare import SIGNIFICANCE_LEVEL, pooled_pairs
+
+    per_user = per_user_of(comparison, output_dir)
+    checked = []
+    for better, worse in table["claims"]:
+        if better not in per_user or worse not in per_user:
+            continue
+        pairs = pooled_pairs(per_user[better], per_user[worse], METRIC)
+        if pairs is None:
+            continue
+        result = stats.compare_paired(*pairs, test=test)
+        agrees = result["change"] is not None and result["change"] > 0
+        checked.append(dict(result, better=better, worse=worse, agrees=agrees,
+                            significant=result["p_value"] < SIGNIFICANCE_LEVEL))
+    return checked
+
+
+def _cell(cell):
+    if not cell or cell.get("mean") is None:
+        return "-"
+    return f"{cell['mean']:.4f}" + (f" ± {cell['std']:.4f}" if cell.get("std") is not None else "")
+
+
+def table_section(table, dataset, comparison, claims, wall, error, rows=None):
+    lines = [f"## {table['title']} on {dataset}", ""]
+    if comparison is None:
+        return lines + [f"not run: {error}", ""]
+    lines += [f"- wall time: {wall / 60:.1f} min; seeds: {', '.join(map(str, comparison['setting']['seeds']))}",
+              f"- against {BASELINE} and between rows: {comparison['test']} over (test user, seed) pairs; "
+              "* p < 0.05", "",
+              f"| row | switches | test NDCG@10 | vs {BASELINE} | chosen | paper ({table['paper_metric']}) |",
+              "|---|---|---|---|---|---|"]
+    models = comparison["models"]
+    for label, switches, paper in [(BASELINE, {}, None)] + (table["rows"][:rows] if rows else table["rows"]):
+        row = models.get(label)
+        text = ", ".join(f"{k}={v}" for k, v in switches.items()) or "-"
+        if row is None:
+            lines.append(f"| {label} | {text} | failed | - | - | {paper if paper is not None else '-'} |")
+            continue
+        chosen = ", ".join(f"{k}={run_benchmarks._short(v)}" for k, v in row["chosen"].items()) or "-"
+        lines.append(f"| {label} | {text} | {_cell(row['test'].get(METRIC))} | "
+                     f"{run_benchmarks._change_text(row['test'].get(METRIC))} | {chosen} | "
+                     f"{paper if paper is not None else '-'} |")
+    lines += ["", "The paper's orderings against ours:", "",
+              "| paper: above | paper: below | our change | p | our order agrees | significant |",
+              "|---|---|---|---|---|---|"]
+    for claim in claims:
+        ci = claim["change_ci"]
+        change = "-" if claim["change"] is None else f"{100 * claim['change']:+.1f}%" + (
+            f" [{100 * ci[0]:+.1f}, {100 * ci[1]:+.1f}]" if ci else "")
+        lines.append(f"| {claim['better']} | {claim['worse']} | {change} | {claim['p_value']:.2g} | "
+                     f"{'yes' if claim['agrees'] else 'NO'} | {'yes' if claim['significant'] else 'no'} |")
+    if not claims:
+        lines.append("| - | - | - | - | - | - |")
+    return lines + [""]
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    from recbole_ext.registry import get_model
+
+    keys = run_benchmarks._split_names(args.tables) if args.tables else [t["key"] for t in TABLES]
+    unknown = sorted(set(keys) - {t["key"] for t in TABLES})
+    if unknown:
+        raise SystemExit(f"paper_tables.py: unknown table(s) {', '.join(unknown)}; the tables are "
+                         + ", ".join(t["key"] for t in TABLES))
+    datasets = run_benchmarks._split_names(args.datasets) if args.datasets else None
+    for table in TABLES:
+        get_model(table["model"])
+    command = "python " + " ".join(shlex.quote(a) for a in ["benchmarks/paper_tables.py"]
+                                   + (sys.argv[1:] if argv is None else list(argv)))
+    started = datetime.datetime.now(datetime.timezone.utc)
+    sections, summary = [], []
+    for table in (t for t in TABLES if t["key"] in keys):
+        for dataset in (d for d in table["datasets"] if datasets is None or d in datasets):
+            print(f"[paper_tables] {table['key']} on {dataset} ...", flush=True)
+            comparison, output_dir, wall, error = run_table(table, dataset, args)
+            claims = check_claims(table, comparison, output_dir) if comparison else []
+            sections.append(table_section(table, dataset, comparison, claims, wall, error, args.rows))
+            summary.append({"table": table["key"], "dataset": dataset, "error": error, "claims": claims,
+                            "wall_seconds": wall})
+    finished = datetime.datetime.now(datetime.timezone.utc)
+    lines = ["# The papers' ablation tables, equally tuned", ""]
+    if not run_benchmarks.is_full_budget(args):
+        lines += [f"**smoke test: not converged/tuned enough to rank models** (budget: {args.tune} trials, "
+                  f"{args.repeats} seeds, {args.epochs} epochs at most)", ""]
+    lines += ["Written by `benchmarks/paper_tables.py`; nothing in this file is typed by hand.", "",
+              f"- command: `{command}`",
+              f"- wall time: {(finished - started).total_seconds() / 60:.1f} min ({started:%Y-%m-%d %H:%M} UTC)",
+              f"- protocol: every row and {BASELINE} get {args.tune} Hyperopt trials (RecBole HyperTuning) over "
+              "the model's search space minus the row's switches, chosen on validation NDCG@10 only, early "
+              f"stopping, epoch cap {args.epochs}; the chosen configuration tested on {args.repeats} seed(s)",
+              "- shared setting: " + ", ".join(f"{k}={v}" for k, v in run_benchmarks.shared_overrides(args).items()
+                                               if k not in ("show_progress", "state")),
+              "- paper orderings: from each paper's table values, or its text where it gives a figure only",
+              ""]
+    for section in sections:
+        lines += section
+    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
+    with open(args.output, "w", encoding="utf-8") as f:
+        f.write("\n".join(lines) + "\n")
+    import json
+
+    with open(os.path.splitext(args.output)[0] + ".json", "w", encoding="utf-8") as f:
+        json.dump({"command": command, "tables": summary}, f, indent=2, default=str)
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
