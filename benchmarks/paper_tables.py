@@ -76,7 +76,7 @@ TABLES = [
                ("3 seq + 1 graph", {"graph_mode": "mp", "n_heads": 4, "n_graph_heads": 1}, None),
                ("2 seq + 2 graph", {"graph_mode": "mp", "n_heads": 4, "n_graph_heads": 2}, None),
                ("1 seq + 3 graph", {"graph_mode": "mp", "n_heads": 4, "n_graph_heads": 3}, None),
-               ("0 seq + 4 graph", {"graph_mode": "mp", "n_heads": 4, "n_graph_heads": 4}, None),
+               ("0 seq + 4 graph", {"graph_mode": "mp", "n_heads": 4, "n_graph_heads": 4, "graph_only": True}, None),
            ],
            # the text: dropping all sequence heads hurts everywhere; dropping all graph heads hurts
            # on long sequences (ML1M, Netflix, Taobao)

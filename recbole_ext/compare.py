@@ -48,9 +48,10 @@ import sys
 import time
 
 import numpy as np
-from recbole.config import Config as RecBoleConfig
 
 from recbole_ext import paths, registry, stats
+from recbole_ext.config import convert_config_dict
+from recbole_ext.data.cache import dataset_content_digest
 
 #: Config keys that decide which examples exist, how they are split and how they are scored.
 #: They must agree across the compared models (a model yaml must not change them silently).
@@ -172,31 +173,13 @@ def parse_overrides(unknown_args):
         if key in overrides and overrides[key] != value:
             raise ValueError(f"config key '{key}' given twice with different values")
         overrides[key] = value
-    # RecBole's own conversion (a function of the dict alone) keeps the typing identical to a run
-    return RecBoleConfig._convert_config_dict(None, overrides)
+    # typed as a run types them, without RecBole's eval() of strings
+    return convert_config_dict(overrides)
 
 
 def _file_text(path):
     with open(path, encoding="utf-8") as f:
         return f.read()
-
-
-def dataset_files_digest(data_path):
-    """sha256 of the dataset's atomic files (names and contents): a record made on other data is
-    never reused. (Local to the comparison; the package's data digest may replace it.)"""
-    if not data_path or not os.path.isdir(data_path):
-        return f"absent:{data_path}"
-    digest = hashlib.sha256()
-    for name in sorted(os.listdir(data_path)):
-        path = os.path.join(data_path, name)
-        if not os.path.isfile(path):
-            continue
-        digest.update(name.encode("utf-8") + b"\0")
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-        digest.update(b"\0")
-    return digest.hexdigest()[:16]
 
 
 def setting_digest(dataset, overrides, config_files, data_digest=None, tune=0):
@@ -897,8 +880,9 @@ def run_comparison(
         if not os.path.isfile(file):
             raise ValueError(f"--config_files: no such file '{file}'")
 
-    data_path = make_config(entries[0].model, dataset, config_files, dict(overrides))["data_path"]
-    setting_id = setting_digest(dataset, overrides, config_files, dataset_files_digest(data_path), tune)
+    # the data's content is part of the setting: a resumed comparison on changed data refuses old runs
+    data_digest = dataset_content_digest(make_config(entries[0].model, dataset, config_files, dict(overrides)))
+    setting_id = setting_digest(dataset, overrides, config_files, data_digest, tune)
     output_dir = output_dir or os.path.join("comparison", f"{_safe_file_name(dataset)}-{setting_id}")
     shared = dict(overrides)
     shared.setdefault("checkpoint_dir", os.path.join(output_dir, "saved"))

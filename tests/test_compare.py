@@ -351,7 +351,7 @@ def test_model_specs_with_variants_keep_commas_inside_brackets():
         compare.parse_model_specs("SASRec,EMBSR[variant]")
 
 
-def test_search_spaces_and_the_default_space():
+def test_search_spaces_and_the_default_space(tmp_path, monkeypatch):
     assert compare.space_file("HUGT").endswith("hyper/HUGT.hyper")
     assert compare.space_file("GRU4Rec") == compare.DEFAULT_SPACE_FILE
     from recbole_ext.tuning import read_params_file
@@ -360,9 +360,14 @@ def test_search_spaces_and_the_default_space():
     assert (name, kind) == ("learning_rate", "loguniform")
     assert compare.describe_space([(name, kind, (low, high))]) == {name: "loguniform [0.0003, 0.01]"}
     # a model's own space that leaves the learning rate out gets the default one added ...
-    own = {p[0]: p for p in read_params_file(compare.space_file("HUGT"))}
-    params, label = compare.search_space("HUGT")
-    assert label == "hyper/HUGT.hyper + hyper/default.hyper" and "learning_rate" not in own
+    (tmp_path / "hyper").mkdir()
+    (tmp_path / "hyper" / "HUGT.hyper").write_text("knn_k choice [5,10,20]\n")
+    with monkeypatch.context() as patch:
+        patch.setattr(compare.paths, "PROPERTIES_DIR", str(tmp_path))
+        patch.setattr(compare.paths, "hyper_file", lambda model: str(tmp_path / "hyper" / f"{model}.hyper"))
+        own = {p[0]: p for p in read_params_file(compare.space_file("HUGT"))}
+        params, label = compare.search_space("HUGT")
+    assert label.startswith("hyper/HUGT.hyper + ") and label.endswith("default.hyper") and "learning_rate" not in own
     assert {p[0]: p for p in params} == dict(own, learning_rate=(name, kind, [low, high]))
     # ... one that searches it keeps its own values; keys an entry fixes are not searched
     params, label = compare.search_space("EMBSR", {"dropout_prob": 0.1})
@@ -371,13 +376,16 @@ def test_search_spaces_and_the_default_space():
 
 
 def test_data_digest_sees_a_changed_atomic_file(tmp_path):
+    from recbole_ext.data import dataset_content_digest
+
     folder = tmp_path / "d"
     folder.mkdir()
     (folder / "d.inter").write_text("user_id:token\titem_id:token\n1\t2\n")
-    before = compare.dataset_files_digest(str(folder))
-    assert before == compare.dataset_files_digest(str(folder))
+    config = {"data_path": str(folder), "dataset": "d"}
+    before = dataset_content_digest(config)
+    assert before == dataset_content_digest(config)
     (folder / "d.inter").write_text("user_id:token\titem_id:token\n1\t3\n")
-    assert compare.dataset_files_digest(str(folder)) != before
+    assert dataset_content_digest(config) != before
     assert compare.setting_digest("d", {}, None, before) != compare.setting_digest("d", {}, None, "other")
 
 
