@@ -83,11 +83,16 @@ class EdgeList:
         self.src = (b * other_width + index[b, row, col])[perm]
         self.dst_hop = hops.reshape(-1)[self.dst]
 
-    def select(self, max_hop):
-        """The edges whose destination is within ``max_hop`` hops of the user (hop pruning)."""
+    def select(self, max_hop, live):
+        """The edges whose destination is within ``max_hop`` hops of the user (hop pruning).
+
+        ``live`` (sorted flat indices) are exactly those destination rows; the returned edges'
+        ``dst`` is renumbered to positions in ``live``, so messages are computed for live rows only.
+        """
         keep = self.dst_hop <= max_hop
         sub = EdgeList.__new__(EdgeList)
-        sub.dst, sub.order, sub.src, sub.dst_hop = self.dst[keep], self.order[keep], self.src[keep], self.dst_hop[keep]
+        sub.order, sub.src, sub.dst_hop = self.order[keep], self.src[keep], self.dst_hop[keep]
+        sub.dst = torch.searchsorted(live, self.dst[keep])
         return sub
 
 
@@ -199,23 +204,25 @@ class DGANLayer(nn.Module):
 
     @staticmethod
     def _update(linear, messages, states, live):
-        """tanh(W [messages || state]) on the live rows; rows without in-edges aggregate zeros."""
+        """tanh(W [messages || state]) on the live rows (``messages`` [live, .]); rows without
+        in-edges aggregate zeros."""
         if live.numel() == 0:
             return states
-        updated = torch.tanh(linear(torch.cat([messages[live], states[live]], dim=-1)))
+        updated = torch.tanh(linear(torch.cat([messages, states[live]], dim=-1)))
         return states.index_copy(0, live, updated)
 
     def forward(self, user_states, item_states, user_edges, item_edges, live_users, live_items):
+        """``*_edges``: the live rows' in-edges, ``dst`` numbered by position in ``live_*``."""
         user_x = self.user_encoder(self.dropout(user_states))
         item_x = self.item_encoder(self.dropout(item_states))
         user_messages = self.items_to_user(
-            user_x, item_x[user_edges.src], item_states[user_edges.src], user_edges, user_states.size(0)
+            user_x[live_users], item_x[user_edges.src], item_states[user_edges.src], user_edges, live_users.numel()
         )
         new_users = self._update(self.user_update, user_messages, user_states, live_users)
         if live_items.numel() == 0:
             return new_users, item_states
         item_messages = self.users_to_item(
-            item_x, user_x[item_edges.src], user_states[item_edges.src], item_edges, item_states.size(0)
+            item_x[live_items], user_x[item_edges.src], user_states[item_edges.src], item_edges, live_items.numel()
         )
         return new_users, self._update(self.item_update, item_messages, item_states, live_items)
 
@@ -294,7 +301,8 @@ class DGSR(SequentialRecommender):
             live_users = torch.nonzero((flat_user_hops >= 0) & (flat_user_hops <= reach), as_tuple=True)[0]
             live_items = torch.nonzero((flat_item_hops >= 0) & (flat_item_hops <= reach), as_tuple=True)[0]
             user_states, item_states = layer(
-                user_states, item_states, user_edges.select(reach), item_edges.select(reach), live_users, live_items
+                user_states, item_states, user_edges.select(reach, live_users), item_edges.select(reach, live_items),
+                live_users, live_items,
             )
             readout.append(user_states[roots])
         return self.prediction(torch.cat(readout, dim=-1))
