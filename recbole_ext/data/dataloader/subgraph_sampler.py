@@ -35,6 +35,8 @@ import torch
 
 from recbole.data.interaction import Interaction
 
+from recbole_ext.data.dataset.dynamic_graph import EXAMPLE_FIELD
+
 
 def expanded_levels(n_layers, subgraph_order):
     """How many hop levels (0, 1, ...) get their in-edges."""
@@ -241,6 +243,106 @@ def _max_count(node_set, levels, batch):
     return int(torch.bincount(node_set.keys[expanded] // node_set.base, minlength=batch).max())
 
 
+SUBGRAPH_FIELDS = (
+    "dgsr_user_nodes", "dgsr_item_nodes", "dgsr_user_hop", "dgsr_item_hop",
+    "dgsr_user_nbr_index", "dgsr_user_nbr_order", "dgsr_item_nbr_index", "dgsr_item_nbr_order",
+)
+# padding value of each field; the widths (U, I, Ue, Ie) index ``_WIDTH_OF``
+_FILL = {"dgsr_user_hop": -1, "dgsr_item_hop": -1, "dgsr_user_nbr_order": -1, "dgsr_item_nbr_order": -1}
+_WIDTH_OF = {"dgsr_user_nodes": 0, "dgsr_user_hop": 0, "dgsr_item_nodes": 1, "dgsr_item_hop": 1,
+             "dgsr_user_nbr_index": 2, "dgsr_user_nbr_order": 2, "dgsr_item_nbr_index": 3, "dgsr_item_nbr_order": 3}
+
+
+def subgraph_widths(fields):
+    """The (U, I, Ue, Ie) a batch of sub-graphs needs: nodes are left-aligned, rows end at the last
+    row holding an edge."""
+
+    def last_row(order):
+        holds = (order >= 0).any(-1)
+        return int((holds * torch.arange(1, holds.size(1) + 1)).max()) if holds.numel() else 0
+
+    return (
+        int((fields["dgsr_user_hop"] >= 0).sum(1).max()) if len(fields["dgsr_user_hop"]) else 0,
+        int((fields["dgsr_item_hop"] >= 0).sum(1).max()) if len(fields["dgsr_item_hop"]) else 0,
+        last_row(fields["dgsr_user_nbr_order"]),
+        last_row(fields["dgsr_item_nbr_order"]),
+    )
+
+
+def repad(fields, widths):
+    """``fields`` cut or padded to ``widths`` (U, I, Ue, Ie); cutting only removes padding."""
+    out = {}
+    for name in SUBGRAPH_FIELDS:
+        value = fields[name]
+        width = max(int(widths[_WIDTH_OF[name]]), 1)
+        if value.size(1) >= width:
+            out[name] = value[:, :width]
+        else:
+            shape = (value.size(0), width, *value.shape[2:])
+            wide = torch.full(shape, _FILL.get(name, 0), dtype=value.dtype)
+            wide[:, : value.size(1)] = value
+            out[name] = wide
+    return out
+
+
+class SubgraphCache:
+    """An evaluation split's sub-graphs, computed once and reused by every evaluation.
+
+    Evaluation sub-graphs are deterministic (no sampling randomness): each example's is computed
+    once, in chunks, when the loader is built, and kept (int32, padded to the split's widest
+    sub-graph) as long as the cache stays within ``bound_mb`` MiB; examples past the bound are
+    sampled again at each call. ``widths`` are the split's maxima (the fixed widths of sampled
+    evaluation).
+    """
+
+    def __init__(self, sample, split_interactions, bound_mb, chunk=1024):
+        examples = split_interactions[EXAMPLE_FIELD]
+        self.position = torch.full((int(examples.max()) + 1 if len(examples) else 1,), -1, dtype=torch.long)
+        bound = int(bound_mb * 2**20)
+        kept, kept_examples, kept_bytes = [], [], 0
+        widths = (0, 0, 0, 0)
+        for begin in range(0, len(examples), chunk):
+            fields = sample(split_interactions[torch.arange(begin, min(begin + chunk, len(examples)))], None)
+            widths = tuple(max(a, b) for a, b in zip(widths, subgraph_widths(fields)))
+            per_example = sum(fields[name][0].numel() * 4 for name in SUBGRAPH_FIELDS)
+            fit = min(len(fields[SUBGRAPH_FIELDS[0]]), (bound - kept_bytes) // per_example)
+            if fit > 0:  # the examples that still fit (at this chunk's widths; re-checked below)
+                kept.append({name: value[:fit] for name, value in fields.items()})
+                kept_examples.append(examples[begin : begin + fit])
+                kept_bytes += fit * per_example
+        self.widths = widths
+        self.fields = {name: torch.empty((0,), dtype=torch.int32) for name in SUBGRAPH_FIELDS}
+        if kept:
+            padded = [repad(fields, widths) for fields in kept]
+            per_example = sum(padded[0][name][0].numel() * 4 for name in SUBGRAPH_FIELDS)
+            keep = min(sum(len(e) for e in kept_examples), bound // max(per_example, 1))
+            for name in SUBGRAPH_FIELDS:
+                self.fields[name] = torch.cat([p[name] for p in padded])[:keep].to(torch.int32)
+            self.position[torch.cat(kept_examples)[:keep]] = torch.arange(keep)
+        self.size = len(self.fields[SUBGRAPH_FIELDS[0]])
+
+    @property
+    def nbytes(self):
+        return sum(value.numel() * value.element_size() for value in self.fields.values())
+
+    def lookup(self, interaction, sample):
+        """Sub-graph fields of ``interaction``'s examples at the split's widths; misses are sampled."""
+        examples = interaction[EXAMPLE_FIELD]
+        position = self.position[examples.clamp(max=self.position.numel() - 1)]
+        hit = position >= 0
+        if bool(hit.all()):
+            return {name: value[position].long() for name, value in self.fields.items()}
+        missed = repad(sample(interaction[torch.nonzero(~hit, as_tuple=True)[0]], self.widths), self.widths)
+        out = {}
+        for name in SUBGRAPH_FIELDS:
+            value = missed[name].new_empty((len(examples), *missed[name].shape[1:]))
+            value[~hit] = missed[name]
+            if bool(hit.any()):
+                value[hit] = self.fields[name][position[hit]].long()
+            out[name] = value
+        return out
+
+
 def _config_int(config, key, minimum):
     value = config[key]
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
@@ -268,14 +370,35 @@ class SubgraphSampler:
         self.max_neighbors = _config_int(config, "max_neighbors", 1)
         self.levels = expanded_levels(_config_int(config, "n_layers", 0), _config_int(config, "subgraph_order", 1))
         self.pad_to = None
+        self.cache = None
         mode = config["eval_args"]["mode"]
         mode = mode.get(phase, "full") if isinstance(mode, dict) else mode
+        bound_mb = config["eval_subgraph_cache_mb"]
+        bound_mb = 0 if bound_mb is None else bound_mb
+        if isinstance(bound_mb, bool) or not isinstance(bound_mb, (int, float)) or bound_mb < 0:
+            raise ValueError(f"eval_subgraph_cache_mb must be a number >= 0 (MiB), got {bound_mb!r}")
+        splits = getattr(dataset, "dgsr_splits", None)
+        if phase != "train" and splits is not None and bound_mb > 0:
+            split = splits[1 if phase == "valid" else 2]
+            self.cache = SubgraphCache(self._sample, split.inter_feat, bound_mb)
         if phase != "train" and not str(mode).startswith("full"):
             # sampled evaluation concatenates single-user transforms: widths must not vary
-            self.pad_to = fixed_sizes(self.levels, self.max_neighbors, self.num_users, self.num_items)
+            self.pad_to = (
+                self.cache.widths if self.cache is not None
+                else fixed_sizes(self.levels, self.max_neighbors, self.num_users, self.num_items)
+            )
 
     def __call__(self, dataset, interaction):
-        fields = sample_subgraphs(
+        if self.cache is not None and EXAMPLE_FIELD in interaction:
+            fields = self.cache.lookup(interaction, self._sample)
+            fields = repad(fields, self.pad_to or subgraph_widths(fields))
+        else:
+            fields = self._sample(interaction, self.pad_to)
+        interaction.update(Interaction(fields))
+        return interaction
+
+    def _sample(self, interaction, pad_to):
+        return sample_subgraphs(
             self.user_csr,
             self.item_csr,
             self.edge_time_values,
@@ -288,7 +411,5 @@ class SubgraphSampler:
             self.num_items,
             self.max_neighbors,
             self.levels,
-            pad_to=self.pad_to,
+            pad_to=pad_to,
         )
-        interaction.update(Interaction(fields))
-        return interaction
