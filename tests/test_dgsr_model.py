@@ -55,7 +55,7 @@ def _sampled_edges(sampler, interaction):
         sampler.user_csr, sampler.item_csr, sampler.edge_time_values, interaction[sampler.uid_field],
         interaction[sampler.item_list_field], interaction[sampler.time_list_field], interaction[sampler.length_field],
         interaction[sampler.time_field], sampler.num_users, sampler.num_items, sampler.max_neighbors,
-        sampler.levels, return_times=True,
+        sampler.levels, return_times=True, neighbour_cap=sampler.neighbour_cap, time_window=sampler.time_window,
     )
     edges = []
     for kind in ("user", "item"):
@@ -159,6 +159,7 @@ def test_padding_and_neighbour_order_do_not_change_outputs(prepared, switches):
             raw[sampler.item_list_field], raw[sampler.time_list_field], raw[sampler.length_field],
             raw[sampler.time_field], sampler.num_users, sampler.num_items, sampler.max_neighbors, sampler.levels,
             pad_to=fixed_sizes(sampler.levels, sampler.max_neighbors, sampler.num_users, sampler.num_items),
+            neighbour_cap=sampler.neighbour_cap, time_window=sampler.time_window,
         )
         assert wide["dgsr_user_nodes"].shape[1] > fields["dgsr_user_nodes"].shape[1]
         torch.testing.assert_close(model.full_sort_predict({**fields, **wide}), reference)

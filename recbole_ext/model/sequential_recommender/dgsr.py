@@ -30,6 +30,7 @@ from torch import nn
 from recbole.model.abstract_recommender import SequentialRecommender
 from recbole.model.loss import BPRLoss
 
+from recbole_ext.data.dataloader.subgraph_sampler import neighbour_window
 from recbole_ext.model.layers import segment_softmax, segment_sum
 
 PROPAGATIONS = ("dgsr", "gat", "gcn")
@@ -234,7 +235,7 @@ class DGSR(SequentialRecommender):
         super().__init__(config, dataset)
         self.hidden_size = _positive_int(config, "embedding_size", 1)
         self.n_layers = _positive_int(config, "n_layers", 0)
-        self.max_neighbors = _positive_int(config, "max_neighbors", 1)
+        self.max_neighbors = neighbour_window(config)  # the size of the relative-order tables
         _positive_int(config, "subgraph_order", 1)
         propagation = _choice(config, "propagation", PROPAGATIONS)
         aggregation = _choice(config, "aggregation", AGGREGATIONS)
