@@ -16,7 +16,7 @@ over the layers and scores every item by ``(W_P h_u) . e_i`` (Eqs. 11-12), train
 cross-entropy over all items.
 
 Switches (``properties/model/DGSR.yaml``): ``propagation`` (dgsr / gat / gcn: DGSR-GAT and
-DGSR-GCN), ``aggregation`` (global_local / global / local: DGSR-Global and DGSR-Local),
+DGSR-GCN, with GCN's symmetric degree normalisation), ``aggregation`` (global_local / global / local: DGSR-Global and DGSR-Local),
 ``local_mode`` (gru as Eq. 6 / last_attention as the authors' code), ``readout_with_h0`` (Eq. 11
 includes h^(0); the code leaves it out), ``n_layers`` (0 is DGSR-0: user and last-item
 embeddings), ``subgraph_order``, ``max_neighbors``, ``dgsr_graph_source``.
@@ -83,6 +83,12 @@ class EdgeList:
         self.dst, self.order = dst[perm], order_values[perm]
         self.src = (b * other_width + index[b, row, col])[perm]
         self.dst_hop = hops.reshape(-1)[self.dst]
+        # GCN's symmetric normalisation on this direction's message graph (DGL GraphConv
+        # norm='both'): 1 / sqrt(out-degree of the source * in-degree of the destination),
+        # degrees counted over the whole sub-graph, before hop pruning
+        in_degree = torch.bincount(self.dst)[self.dst]
+        out_degree = torch.bincount(self.src)[self.src]
+        self.gcn_norm = torch.rsqrt((in_degree * out_degree).to(torch.get_default_dtype()))
 
     def select(self, max_hop, live):
         """The edges whose destination is within ``max_hop`` hops of the user (hop pruning).
@@ -93,6 +99,7 @@ class EdgeList:
         keep = self.dst_hop <= max_hop
         sub = EdgeList.__new__(EdgeList)
         sub.order, sub.src, sub.dst_hop = self.order[keep], self.src[keep], self.dst_hop[keep]
+        sub.gcn_norm = self.gcn_norm[keep]
         sub.dst = torch.searchsorted(live, self.dst[keep])
         return sub
 
@@ -130,9 +137,9 @@ class NeighbourAggregator(nn.Module):
                 self.gat_query(query).squeeze(-1)[edges.dst] + self.gat_key(neighbours).squeeze(-1), 0.2
             )
             weights = segment_softmax(scores, edges.dst, num_rows)
-        else:  # gcn: every neighbour counts the same
+        else:  # gcn: symmetric degree normalisation, D_in^-1/2 A D_out^-1/2
             values = neighbours
-            weights = segment_softmax(torch.zeros_like(neighbours[:, 0]), edges.dst, num_rows)
+            weights = edges.gcn_norm.to(neighbours.dtype)
         weights = self.attn_dropout(weights)
         return segment_sum(weights.unsqueeze(-1) * values, edges.dst, num_rows)
 
