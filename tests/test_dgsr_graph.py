@@ -241,7 +241,8 @@ def test_gcn_weights_are_the_symmetric_degree_normalisation():
         num_users=3, num_items=4, max_neighbors=5, levels=3,
     )
     users, items = out["dgsr_user_nodes"][0].tolist(), out["dgsr_item_nodes"][0].tolist()  # [u2, u1], [i2, i3, i1]
-    edges = EdgeList(len(users), len(items), out["dgsr_user_nbr_index"], out["dgsr_user_nbr_order"], out["dgsr_user_hop"])
+    edges = EdgeList(len(users), len(items), out["dgsr_user_nbr_index"], out["dgsr_user_nbr_order"],
+                     torch.arange(len(users)), torch.arange(len(items)), out["dgsr_user_hop"].reshape(-1))
     # items -> users: u2 <- i2, i3 (in-degree 2); u1 <- i1, i2, i3 (in-degree 3);
     # out-degrees: i2 and i3 feed both users (2), i1 only u1 (1)
     by_hand = {(2, 2): 1 / 2, (2, 3): 1 / 2, (1, 1): 1 / math.sqrt(3), (1, 2): 1 / math.sqrt(6), (1, 3): 1 / math.sqrt(6)}

@@ -66,23 +66,24 @@ def _length_buckets(max_length):
 class EdgeList:
     """One direction of the sub-graphs as a flat edge list, built once per batch from the padded rows.
 
-    Edge e carries neighbour ``src[e]`` (a flat index into the other node type's states) into
-    destination row ``dst[e]`` (a flat index into this type's states) with relative order
+    Edge e carries neighbour ``src[e]`` (an index into the other node type's compact states) into
+    destination row ``dst[e]`` (an index into this type's compact states) with relative order
     ``order[e]`` (0 = most recent). Edges are sorted by destination, then oldest first, so each
     destination's neighbours are one contiguous, time-ordered run (what the GRU reads).
     """
 
-    def __init__(self, nodes_width, other_width, index, order, hops):
+    def __init__(self, nodes_width, other_width, index, order, node_map, other_map, hops):
+        """``node_map``/``other_map``: padded flat position -> compact node index; ``hops``: compact."""
         batch, rows, k = order.shape
         b, row, col = torch.nonzero(order >= 0, as_tuple=True)
-        dst = b * nodes_width + row
+        dst = node_map[b * nodes_width + row]
         order_values = order[b, row, col]
         # oldest first inside a row: a larger relative order is older
         key = dst * (k + 1) + (k - order_values)
         perm = torch.argsort(key)
         self.dst, self.order = dst[perm], order_values[perm]
-        self.src = (b * other_width + index[b, row, col])[perm]
-        self.dst_hop = hops.reshape(-1)[self.dst]
+        self.src = other_map[b * other_width + index[b, row, col]][perm]
+        self.dst_hop = hops[self.dst]
         # GCN's symmetric normalisation on this direction's message graph (DGL GraphConv
         # norm='both'): 1 / sqrt(out-degree of the source * in-degree of the destination),
         # degrees counted over the whole sub-graph, before hop pruning
@@ -293,21 +294,26 @@ class DGSR(SequentialRecommender):
         item_nodes = interaction["dgsr_item_nodes"]
         batch, width_users = user_nodes.shape
         width_items = item_nodes.size(1)
-        user_hops, item_hops = interaction["dgsr_user_hop"], interaction["dgsr_item_hop"]
+        # compact node states: the padding of the per-example node lists is dropped
+        user_valid = interaction["dgsr_user_hop"].reshape(-1) >= 0
+        item_valid = interaction["dgsr_item_hop"].reshape(-1) >= 0
+        user_map, item_map = torch.cumsum(user_valid, 0) - 1, torch.cumsum(item_valid, 0) - 1
+        flat_user_hops = interaction["dgsr_user_hop"].reshape(-1)[user_valid]
+        flat_item_hops = interaction["dgsr_item_hop"].reshape(-1)[item_valid]
         user_edges = EdgeList(width_users, width_items, interaction["dgsr_user_nbr_index"],
-                              interaction["dgsr_user_nbr_order"], user_hops)
+                              interaction["dgsr_user_nbr_order"], user_map, item_map, flat_user_hops)
         item_edges = EdgeList(width_items, width_users, interaction["dgsr_item_nbr_index"],
-                              interaction["dgsr_item_nbr_order"], item_hops)
-        user_states = user_states.reshape(batch * width_users, -1)
-        item_states = self.item_embedding(item_nodes).reshape(batch * width_items, -1)
-        flat_user_hops, flat_item_hops = user_hops.reshape(-1), item_hops.reshape(-1)
-        roots = torch.arange(batch, device=user_nodes.device) * width_users  # the example's user is user node 0
+                              interaction["dgsr_item_nbr_order"], item_map, user_map, flat_item_hops)
+        user_states = self.user_embedding(user_nodes.reshape(-1)[user_valid])
+        item_states = self.item_embedding(item_nodes.reshape(-1)[item_valid])
+        # the example's user is user node 0
+        roots = user_map[torch.arange(batch, device=user_nodes.device) * width_users]
         readout = [user_states[roots]] if self.readout_with_h0 else []
         for depth, layer in enumerate(self.layers, start=1):
             # hop pruning: after layer l only rows within L - l hops can still reach the user
             reach = self.n_layers - depth
-            live_users = torch.nonzero((flat_user_hops >= 0) & (flat_user_hops <= reach), as_tuple=True)[0]
-            live_items = torch.nonzero((flat_item_hops >= 0) & (flat_item_hops <= reach), as_tuple=True)[0]
+            live_users = torch.nonzero(flat_user_hops <= reach, as_tuple=True)[0]
+            live_items = torch.nonzero(flat_item_hops <= reach, as_tuple=True)[0]
             user_states, item_states = layer(
                 user_states, item_states, user_edges.select(reach, live_users), item_edges.select(reach, live_items),
                 live_users, live_items,
