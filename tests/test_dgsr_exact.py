@@ -203,7 +203,7 @@ def _batch_and_model(prepared, n_layers, switches, rows=48):
 
 EXACT_SWITCHES = [
     {},
-    {"max_neighbors": 10},  # GRU length buckets wider than one length (bounds 6, 8, 12)
+    {"max_neighbors": 10},  # GRU length buckets wider than one length (bounds 4, 8, 10)
     {"local_mode": "last_attention"},
     {"propagation": "gat", "aggregation": "global"},
     {"aggregation": "local", "readout_with_h0": False},

