@@ -8,18 +8,25 @@ Reference:
 
 Each example (user u, prediction time t) is answered on its own sub-graph of the time-stamped
 user-item graph (sampled by :class:`recbole_ext.data.dataloader.subgraph_sampler.SubgraphSampler`).
-``n_layers`` Dynamic Graph Attention layers update every user and item node of the sub-graph from
-its in-neighbours (Eqs. 1-10): a long-term ("global") attention whose keys and values carry
+``n_layers`` Dynamic Graph Attention layers update the user and item nodes of the sub-graph from
+their in-neighbours (Eqs. 1-10): a long-term ("global") attention whose keys and values carry
 relative-order embeddings, a short-term ("local") summary of the neighbours in time order, and
 an update ``tanh(W [global || local || previous state])``. The readout concatenates u's states
 over the layers and scores every item by ``(W_P h_u) . e_i`` (Eqs. 11-12), trained with
 cross-entropy over all items.
 
+Cost (exact, issue 13): the padded sub-graph tensors become flat edge lists (segment softmax and
+index_add_ from ``recbole_ext.model.layers``); layer l updates only the nodes within L - l hops of
+u (no other node can still reach u); the GRU runs over rows bucketed by their number of
+neighbours (bounds 1, 2, 4, ...). Outputs and gradients equal the padded implementation
+(``tests/test_dgsr_exact.py``). Nothing leaves the tensors' device.
+
 Switches (``properties/model/DGSR.yaml``): ``propagation`` (dgsr / gat / gcn: DGSR-GAT and
-DGSR-GCN, with GCN's symmetric degree normalisation), ``aggregation`` (global_local / global / local: DGSR-Global and DGSR-Local),
-``local_mode`` (gru as Eq. 6 / last_attention as the authors' code), ``readout_with_h0`` (Eq. 11
-includes h^(0); the code leaves it out), ``n_layers`` (0 is DGSR-0: user and last-item
-embeddings), ``subgraph_order``, ``max_neighbors``, ``dgsr_graph_source``.
+DGSR-GCN, with GCN's symmetric degree normalisation), ``aggregation`` (global_local / global /
+local: DGSR-Global and DGSR-Local), ``local_mode`` (gru as Eq. 6 / last_attention as the authors'
+code), ``readout_with_h0`` (Eq. 11 includes h^(0); the code leaves it out), ``n_layers`` (0 is
+DGSR-0: user and last-item embeddings); the sampler's ``subgraph_order``, ``max_neighbors``,
+``neighbour_cap``, ``time_window``, ``dgsr_graph_source`` and ``eval_subgraph_cache_mb``.
 """
 
 import math
