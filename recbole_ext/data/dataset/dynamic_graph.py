@@ -8,7 +8,8 @@ position of item i among the items of u in time order, ``o_i^u`` the position of
 of i. Ties in time are broken deterministically by the order of the events in RecBole's
 (user, time)-sorted log, which is also the order of the user's own prefix.
 
-Examples, targets and split are exactly those of RecBole's ``SequentialDataset``. The graph is
+Examples, targets and split are exactly those of RecBole's ``SequentialDataset``; each split's
+examples are numbered (``dgsr_example``) so that the sampler can cache evaluation sub-graphs. The graph is
 built once, in :meth:`DynamicGraphDataset.build`:
 
 - ``dgsr_graph_source: strict`` (default): from the interactions of the **training split** only,
@@ -23,9 +24,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from recbole.data.interaction import Interaction
+
 from recbole_ext.data.dataset.base import ExtSequentialDataset
 
 GRAPH_SOURCES = ("strict", "full_log")
+EXAMPLE_FIELD = "dgsr_example"  # row number of an example inside its split (keys the evaluation cache)
 
 
 @dataclass
@@ -126,4 +130,7 @@ class DynamicGraphDataset(ExtSequentialDataset):
             users, items, times, tie, self.user_num, self.item_num
         )
         self.graph_source = source
+        for split in datasets:
+            split.inter_feat.update(Interaction({EXAMPLE_FIELD: torch.arange(len(split.inter_feat))}))
+        self.dgsr_splits = datasets  # the sampler caches the evaluation splits' sub-graphs
         return datasets
