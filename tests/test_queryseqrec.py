@@ -526,7 +526,7 @@ SWITCH_MODELS = [
     {}, {"use_queries": False}, {"query_fusion": "early"}, {"query_fusion": "late"},
     {"query_fusion": "nova"}, {"backbone": "gru"}, {"backbone": "fpmc"},
     {"transformer_block": "authors"}, {"transformer_block": "authors", "query_fusion": "late"},
-    {"backbone": "ssept"}, {"query_fusion": "gated"}, {"query_fusion": "gated", "backbone": "fpmc"},
+    {"backbone": "ssept"}, {"query_fusion": "gated"},
 ]
 
 
@@ -596,33 +596,39 @@ def test_every_fusion_reads_the_query_before_the_target(query_dataset, switch):
     assert not moved[~ended].any()
 
 
-def test_gated_fusion_scores_item_ended_examples_as_the_paper_model(query_dataset):
-    """``query_fusion: gated`` with the heterogeneous model's weights: item-ended examples get
-    exactly its scores; query-ended ones move, and with the gate shut (bias -> -inf) they get the
-    heterogeneous model's state at the latest item (the item history)."""
-    from recbole_ext.data.dataset.query_dataset import last_event_is_query
+def test_gated_fusion_mixes_the_paper_model_and_the_item_history(query_dataset):
+    """``query_fusion: gated`` with the paper model's weights and SASRec's weights in its item
+    stream: with the gate shut (bias -> -inf) its scores are SASRec's, with the gate open
+    (bias -> +inf) the heterogeneous model's; it starts near the item stream."""
+    from recbole.model.sequential_recommender import SASRec
 
-    paper, train = _model(query_dataset)
+    config, _, (train, _, _) = query_dataset
+    paper, _ = _model(query_dataset)
     gated, _ = _model(query_dataset, query_fusion="gated")
-    assert torch.sigmoid(gated.history_gate_layer.bias).max() < 0.2  # starts towards the item
-    missing = gated.load_state_dict(paper.state_dict(), strict=False).missing_keys
+    assert torch.sigmoid(gated.history_gate_layer.bias).max() < 0.2
+    torch.manual_seed(1)
+    sasrec = SASRec(_DictConfig(dict(config.final_config_dict)), train)
+    weights = dict(paper.state_dict())
+    for name, value in sasrec.state_dict().items():
+        if name.startswith("trm_encoder."):
+            weights["item_stream_encoder." + name[len("trm_encoder."):]] = value
+        elif name.startswith("position_embedding."):
+            weights["item_stream_" + name] = value
+        elif name.startswith("LayerNorm."):
+            weights["item_stream_" + name] = value
+    weights["item_embedding.weight"] = sasrec.item_embedding.weight
+    paper.item_embedding.weight.data.copy_(sasrec.item_embedding.weight.data)
+    missing = gated.load_state_dict(weights, strict=False).missing_keys
     assert sorted(missing) == ["history_gate_layer.bias", "history_gate_layer.weight"]
-    paper.eval(), gated.eval()
-    batch = _batch(train, 200)
-    ended = last_event_is_query(batch)
+    paper.eval(), gated.eval(), sasrec.eval()
+    batch = _batch(train, 100)
     with torch.no_grad():
-        reference, scores = paper.full_sort_predict(batch), gated.full_sort_predict(batch)
-        assert torch.equal(scores[~ended], reference[~ended])
-        assert not torch.allclose(scores[ended], reference[ended])
+        default = gated.full_sort_predict(batch)
         gated.history_gate_layer.bias.fill_(-1e4)
-        hidden, _ = paper.forward(batch)
-        types = batch[EVENT_TYPE_FIELD]
-        positions = torch.arange(types.size(1)).expand_as(types)
-        latest_item = torch.where(types == 1, positions, -1).cummax(1).values
-        at_item = latest_item.gather(1, (batch[EVENT_LENGTH_FIELD] - 1).unsqueeze(1)).squeeze(1)
-        item_state = hidden[torch.arange(200), at_item]
-        assert torch.allclose(gated.full_sort_predict(batch), item_state @ paper.item_table().t(),
-                              atol=1e-5)
+        assert torch.allclose(gated.full_sort_predict(batch), sasrec.full_sort_predict(batch), atol=1e-5)
+        gated.history_gate_layer.bias.fill_(1e4)
+        assert torch.allclose(gated.full_sort_predict(batch), paper.full_sort_predict(batch), atol=1e-5)
+        assert not torch.allclose(default, paper.full_sort_predict(batch), atol=1e-4)
 
 
 def test_ssept_reads_the_user_and_sse_changes_training_only(query_dataset):
@@ -745,7 +751,8 @@ def test_all_positions_labels_are_next_items(query_dataset):
                                  {"transformer_block": "authors", "backbone": "gru"},
                                  {"transformer_block": "authors", "query_fusion": "nova"},
                                  {"initialization": "kaiming"},
-                                 {"query_fusion": "early", "backbone": "ssept"}])
+                                 {"query_fusion": "early", "backbone": "ssept"},
+                                 {"query_fusion": "gated", "backbone": "gru"}])
 def test_bad_config_values_name_the_key(query_dataset, bad):
     with pytest.raises(ValueError, match=next(iter(bad))):
         _model(query_dataset, **bad)

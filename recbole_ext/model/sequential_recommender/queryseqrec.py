@@ -12,15 +12,18 @@ positions share one embedding space and a Transformer encoder reads the sequence
 scored by inner product with the item table. The training dataloader augments the inputs by
 query-item-graph replacement (``QueryGraphAugmentation``).
 
-``query_fusion: gated`` (this package's design, not the paper's) is the heterogeneous model with a
-learned gate at query positions between the state there and the state at the latest item position
-(initialised towards the item state; see ``gate_towards_item_state``). Why: at an item position
-the output starts from that item's own embedding, so with tied output embeddings the "same or a
-similar item next" prior comes almost for free; at a query position it starts from a mean of word
-embeddings, and the history must come through attention, which little data, rare words or
-uninformative queries do not teach. The gate lets the model fall back on the item state (the
-heterogeneous model's own prediction at the last item) wherever the last query does not help, and
-item-ended examples are scored exactly as by the heterogeneous model.
+``query_fusion: gated`` (this package's design, not the paper's) runs two streams: the paper's
+heterogeneous encoder, and SASRec's encoder over the item history alone (item_id_list, which the
+augmentation never rewrites); a learned per-dimension gate at every position mixes the two,
+initialised towards the item stream (``gate_bias_init``), so the model starts as SASRec and moves
+towards the queries only where that lowers the training loss (``gate_towards_item_history``).
+Why: at an item position SASRec's output starts from that item's own embedding, so with tied
+output embeddings the "same or a similar item next" prior comes almost for free; at a query
+position the heterogeneous output starts from a mean of word embeddings and the history must come
+through attention, which little data, rare words or uninformative queries do not teach; and the
+graph augmentation, which rewrites a quarter of the input items, blurs item-to-item transitions.
+A gate on one shared encoder (between its query state and its latest item state) cannot undo
+that, hence the separate clean stream (the cost: a second encoder, about 2x).
 
 Config switches (``properties/model/QuerySeqRec.yaml``) give the paper's variants:
 ``use_queries: False`` ("w/o Q": exactly SASRec's input and encoder), ``query_fusion``
@@ -213,6 +216,9 @@ class QuerySeqRec(SequentialRecommender):
             raise ValueError(f"train_positions 'all' needs query_fusion 'heterogeneous' or 'gated', got "
                              f"'{self.query_fusion}'")
         nova = self.use_queries and self.query_fusion == "nova"
+        if self.history_gate and self.backbone != "transformer":
+            raise ValueError(f"query_fusion 'gated' needs backbone 'transformer', got backbone "
+                             f"'{self.backbone}'")
         if self.transformer_block == "authors" and (self.backbone != "transformer" or nova):
             raise ValueError("transformer_block 'authors' needs backbone 'transformer' and a "
                              "query_fusion other than 'nova'")
@@ -265,8 +271,11 @@ class QuerySeqRec(SequentialRecommender):
             self.user_item_embedding = nn.Embedding(self.n_items, d, padding_idx=0)  # IU
 
         if self.history_gate:
-            width = 2 * d if self.backbone == "fpmc" else d
-            self.history_gate_layer = nn.Linear(2 * width, width)
+            # the item-history stream: SASRec's encoder over the (never augmented) item_id_list
+            self.item_stream_encoder = self._transformer()
+            self.item_stream_position_embedding = nn.Embedding(self.max_seq_length, d)
+            self.item_stream_LayerNorm = self._embedding_norm()
+            self.history_gate_layer = nn.Linear(2 * d, d)
 
         if self.loss_type == "BPR":
             self.loss_fct = BPRLoss()
@@ -394,22 +403,32 @@ class QuerySeqRec(SequentialRecommender):
         of the last one (see the contract above)."""
         hidden, last = getattr(self, f"_forward_{self.encoder_path()}")(interaction)
         if self.history_gate:
-            hidden = self.gate_towards_item_state(hidden, interaction[EVENT_TYPE_FIELD])
+            hidden = self.gate_towards_item_history(hidden, interaction)
         return hidden, last
 
-    def gate_towards_item_state(self, hidden, types):
-        """``query_fusion: gated``: at each query position, a learned per-dimension gate mixes
-        the position's state with the state at the latest item position before it,
-        ``h_item + g * (h_t - h_item)``, ``g = sigmoid(W [h_t; h_item] + b)`` (b starts at
-        ``gate_bias_init``, so g starts near 0: the item state). Item positions are unchanged
-        (there the two states are the same), as are queries before any item."""
-        positions = torch.arange(types.size(1), device=types.device).expand_as(types)
-        latest_item = torch.where(types == EVENT_ITEM, positions, -1).cummax(dim=1).values
-        index = latest_item.clamp(min=0).unsqueeze(-1).expand_as(hidden)
-        item_state = hidden.gather(1, index)
-        gate = torch.sigmoid(self.history_gate_layer(torch.cat([hidden, item_state], dim=-1)))
-        gated = item_state + gate * (hidden - item_state)
-        return torch.where((latest_item >= 0).unsqueeze(-1), gated, hidden)
+    def item_history_states(self, interaction):
+        """``[B, L_items, D]``: SASRec's states over item_id_list (the item history alone)."""
+        items = interaction[self.ITEM_SEQ]
+        hidden = self.item_embedding(items) + self._positions(
+            items, self.item_stream_position_embedding)
+        hidden = self.dropout(self.item_stream_LayerNorm(hidden))
+        return self.item_stream_encoder(hidden, self.get_attention_mask(items),
+                                        output_all_encoded_layers=True)[-1]
+
+    def gate_towards_item_history(self, hidden, interaction):
+        """``query_fusion: gated``: at each event position t, ``h_items + g * (h_t - h_items)``
+        with ``g = sigmoid(W [h_t; h_items] + b)`` per dimension, where ``h_t`` is the
+        heterogeneous state and ``h_items`` the item-history stream's state after the latest
+        item at or before t. ``b`` starts at ``gate_bias_init`` (g near 0: the model starts as
+        SASRec). Positions before any input item keep ``h_t``."""
+        item_states = self.item_history_states(interaction)
+        types = interaction[EVENT_TYPE_FIELD]
+        slot = (types == EVENT_ITEM).long().cumsum(dim=1) - 1  # latest item's slot
+        index = slot.clamp(min=0, max=item_states.size(1) - 1).unsqueeze(-1).expand_as(hidden)
+        history = item_states.gather(1, index)
+        gate = torch.sigmoid(self.history_gate_layer(torch.cat([hidden, history], dim=-1)))
+        gated = history + gate * (hidden - history)
+        return torch.where((slot >= 0).unsqueeze(-1), gated, hidden)
 
     def _forward_transformer(self, interaction):
         """The heterogeneous sequence (the paper's model), or item_id_list for ``w/o Q``
