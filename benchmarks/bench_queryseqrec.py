@@ -41,7 +41,6 @@ ROWS = {
     "QuerySeqRec": ("QuerySeqRec", {}),
     "heterogeneous": ("QuerySeqRec", {"query_fusion": "heterogeneous"}),
     "gated": ("QuerySeqRec", {"query_fusion": "gated"}),
-    "gated-b0": ("QuerySeqRec", {"query_fusion": "gated", "gate_bias_init": 0.0}),
     "w/o A": ("QuerySeqRec", {"augmentation": "none"}),
     "w/o Q": ("QuerySeqRec", {"use_queries": False}),
 }

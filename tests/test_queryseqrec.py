@@ -524,9 +524,9 @@ def test_sampled_softmax_with_all_items_equals_full_softmax(query_dataset):
 
 SWITCH_MODELS = [
     {}, {"use_queries": False}, {"query_fusion": "early"}, {"query_fusion": "late"},
-    {"query_fusion": "nova"}, {"backbone": "gru"}, {"backbone": "fpmc"},
+    {"query_fusion": "nova"}, {"backbone": "gru", "query_fusion": "heterogeneous"}, {"backbone": "fpmc", "query_fusion": "heterogeneous"},
     {"transformer_block": "authors"}, {"transformer_block": "authors", "query_fusion": "late"},
-    {"backbone": "ssept"}, {"query_fusion": "gated"},
+    {"backbone": "ssept", "query_fusion": "heterogeneous"}, {"query_fusion": "heterogeneous"},
 ]
 
 
@@ -603,7 +603,7 @@ def test_gated_fusion_mixes_the_paper_model_and_the_item_history(query_dataset):
     from recbole.model.sequential_recommender import SASRec
 
     config, _, (train, _, _) = query_dataset
-    paper, _ = _model(query_dataset)
+    paper, _ = _model(query_dataset, query_fusion="heterogeneous")
     gated, _ = _model(query_dataset, query_fusion="gated")
     assert torch.sigmoid(gated.history_gate_layer.bias).max() < 0.2
     torch.manual_seed(1)
@@ -634,7 +634,7 @@ def test_gated_fusion_mixes_the_paper_model_and_the_item_history(query_dataset):
 def test_ssept_reads_the_user_and_sse_changes_training_only(query_dataset):
     """SSE-PT reads the user (the transformer backbone does not); its stochastic shared
     embeddings change the training loss (same seed) and nothing at evaluation."""
-    ssept, train = _model(query_dataset, backbone="ssept")
+    ssept, train = _model(query_dataset, backbone="ssept", query_fusion="heterogeneous")
     plain, _ = _model(query_dataset)
     batch = _batch(train, 64)
     other_users = _batch(train, 64)
@@ -644,7 +644,7 @@ def test_ssept_reads_the_user_and_sse_changes_training_only(query_dataset):
         assert not torch.allclose(ssept.full_sort_predict(batch), ssept.full_sort_predict(other_users))
         assert torch.equal(plain.full_sort_predict(batch), plain.full_sort_predict(other_users))
     for key in ("sse_user_prob", "sse_item_prob"):
-        sse, _ = _model(query_dataset, backbone="ssept", **{key: 0.5})
+        sse, _ = _model(query_dataset, backbone="ssept", query_fusion="heterogeneous", **{key: 0.5})
         sse.load_state_dict(ssept.state_dict())
         sse.eval(), ssept.eval()
         with torch.no_grad():
@@ -656,7 +656,7 @@ def test_ssept_reads_the_user_and_sse_changes_training_only(query_dataset):
             losses.append(model.calculate_loss(_batch(train, 64)))
         assert not torch.allclose(losses[0], losses[1]), key
         with pytest.raises(ValueError, match=key):
-            _model(query_dataset, backbone="ssept", **{key: 1.5})
+            _model(query_dataset, backbone="ssept", query_fusion="heterogeneous", **{key: 1.5})
 
 
 def test_xavier_initialisation_switch(query_dataset):
@@ -780,17 +780,17 @@ RUN_SWITCHES = [
     {"query_fusion": "early", "augmentation": "none"},
     {"query_fusion": "late", "augmentation": "none"},
     {"query_fusion": "nova", "augmentation": "none"},
-    {"backbone": "gru"},
-    {"backbone": "fpmc"},
+    {"backbone": "gru", "query_fusion": "heterogeneous"},
+    {"backbone": "fpmc", "query_fusion": "heterogeneous"},
     {"train_positions": "all"},
     {"softmax_samples": 20, "softmax_sampler": "popularity", "logq_correction": True},
     {"loss_type": "BPR", "train_neg_sample_args": {"distribution": "uniform",
                                                    "sample_num": 1}},
     {"eval_args": {"split": {"LS": "valid_and_test"}, "order": "TO",
                    "mode": "uni100", "group_by": "user"}},
-    {"query_fusion": "gated"},
-    {"backbone": "ssept"},
-    {"backbone": "ssept", "sse_user_prob": 0.5, "sse_item_prob": 0.2},
+    {"query_fusion": "heterogeneous"},
+    {"backbone": "ssept", "query_fusion": "heterogeneous"},
+    {"backbone": "ssept", "query_fusion": "heterogeneous", "sse_user_prob": 0.5, "sse_item_prob": 0.2},
     {"initialization": "xavier"},
     {"clip_grad_norm": {"max_norm": 0.01}},
 ]
@@ -886,7 +886,7 @@ def test_converted_diginetica_fixture_runs_and_its_queries_matter(tmp_path):
                  "OPERATION_FIELD": None, "SESSION_FIELD": None, "train_neg_sample_args": None}
     outcomes = []
     for switch in ({"use_queries": False}, {}, {"query_fusion": "nova", "augmentation": "none"},
-                   {"backbone": "fpmc", "train_positions": "all"}):
+                   {"backbone": "fpmc", "train_positions": "all", "query_fusion": "heterogeneous"}):
         record = run_single("QuerySeqRec", "diginetica",
                             config_dict=tiny_config_dict(**overrides, **switch), saved=False,
                             read_command_line=False)

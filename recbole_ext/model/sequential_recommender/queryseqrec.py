@@ -216,12 +216,13 @@ class QuerySeqRec(SequentialRecommender):
             raise ValueError(f"train_positions 'all' needs query_fusion 'heterogeneous' or 'gated', got "
                              f"'{self.query_fusion}'")
         nova = self.use_queries and self.query_fusion == "nova"
-        if self.history_gate and self.backbone != "transformer":
-            raise ValueError(f"query_fusion 'gated' needs backbone 'transformer', got backbone "
-                             f"'{self.backbone}'")
         if self.transformer_block == "authors" and (self.backbone != "transformer" or nova):
             raise ValueError("transformer_block 'authors' needs backbone 'transformer' and a "
                              "query_fusion other than 'nova'")
+        if self.history_gate and self.backbone != "transformer":
+            raise ValueError(f"query_fusion 'gated' (the default) needs backbone 'transformer', "
+                             f"got backbone '{self.backbone}'; Table 5's backbones read the "
+                             f"paper's sequence: set query_fusion: heterogeneous")
         if self.loss_type == "BPR" and (self.train_positions == "all" or self.softmax_samples):
             raise ValueError("loss_type BPR trains the last position against RecBole's sampled "
                              "negative; set train_positions: last and softmax_samples: 0")
