@@ -41,6 +41,8 @@ ROWS = {
     "QuerySeqRec": ("QuerySeqRec", {}),
     "heterogeneous": ("QuerySeqRec", {"query_fusion": "heterogeneous"}),
     "gated": ("QuerySeqRec", {"query_fusion": "gated"}),
+    "gated w/o A": ("QuerySeqRec", {"query_fusion": "gated", "augmentation": "none"}),
+    "gated b-4": ("QuerySeqRec", {"query_fusion": "gated", "gate_bias_init": -4.0}),
     "w/o A": ("QuerySeqRec", {"augmentation": "none"}),
     "w/o Q": ("QuerySeqRec", {"use_queries": False}),
 }

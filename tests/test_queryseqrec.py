@@ -117,6 +117,23 @@ def test_interleave_hand_case():
     assert short["event_item"][1].tolist() == [5, 0, 6]
 
 
+def test_last_event_split_hand_case():
+    """The reusable split of the results page: which examples end with a query, and the group
+    means of a per-example metric."""
+    from recbole_ext.data.dataset.query_dataset import (last_event_is_query, split_by_last_event,
+                                                        trailing_query)
+
+    batch = {EVENT_TYPE_FIELD: torch.tensor([[2, 1, 2, 0], [2, 1, 1, 0], [1, 2, 2, 1], [0, 0, 0, 0]]),
+             EVENT_QUERY_FIELD: torch.tensor([[4, 0, 7, 0], [4, 0, 0, 0], [0, 3, 5, 0], [0, 0, 0, 0]]),
+             EVENT_LENGTH_FIELD: torch.tensor([3, 3, 3, 0])}
+    assert trailing_query(batch).tolist() == [7, 0, 5, 0]
+    assert last_event_is_query(batch).tolist() == [True, False, True, False]
+    split = split_by_last_event(torch.tensor([1.0, 0.5, 0.0, 0.25]), last_event_is_query(batch))
+    assert split == {"all": 0.4375, "query_ended": 0.5, "item_ended": 0.375, "query_share": 0.5}
+    with pytest.raises(ValueError, match="differ"):
+        split_by_last_event(torch.ones(3), last_event_is_query(batch))
+
+
 def test_top_alpha_links_keeps_ceil_alpha_degree_by_count():
     node = np.array([1, 1, 1, 2])
     other = np.array([7, 8, 9, 7])
