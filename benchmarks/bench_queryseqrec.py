@@ -1,14 +1,28 @@
-"""QuerySeqRec against SASRec on ``synthetic``: quality, speed, augmentation cost, and the
-memory of one training step with a million items (sampled vs full softmax).
+"""QuerySeqRec against SASRec on ``synthetic`` and ``synthetic-weakq``: quality with the split that
+explains it (test examples whose last input event is a query vs an item), speed, augmentation
+cost, and the memory of one training step with a million items (sampled vs full softmax).
 
-    OMP_NUM_THREADS=1 python benchmarks/bench_queryseqrec.py   # everything (~10 min on 2 cores)
+    OMP_NUM_THREADS=1 python benchmarks/bench_queryseqrec.py --skip-memory            # quality
+    python benchmarks/bench_queryseqrec.py --datasets synthetic-weakq --seeds 2020 2021 2022 \
+        --rows SASRec heterogeneous gated --json out.json --skip-memory
     python benchmarks/bench_queryseqrec.py --skip-quality   # memory only
 
-Quality and speed: SASRec, QuerySeqRec (defaults), QuerySeqRec ``augmentation: none`` ("w/o A")
-and QuerySeqRec ``use_queries: False`` ("w/o Q") with the same dimensions, epochs, seed, split
-(leave-one-out) and full-ranking metrics; the figures are the test results of the best
-validation epoch. The augmentation time is measured inside the batch
-transform during QuerySeqRec's own training run.
+Quality: every row (``ROWS``: SASRec and each QuerySeqRec variant) with the same dimensions,
+learning rate, epoch cap, early stopping on validation NDCG@10, seed, split (leave-one-out) and
+full-ranking metrics; the figures are the test results of the best validation epoch, per seed
+and as mean +- std over seeds. Beside all test examples, NDCG@10 on the examples whose last
+input event is a query (``query_ended``) and on those whose last input event is an item
+(``item_ended``), computed with ``recbole_ext.data.dataset.query_dataset.last_event_is_query``
+and ``split_by_last_event`` from per-example ranks of the target (the per-example mean equals
+RecBole's NDCG@10; checked). The augmentation time is measured inside the batch transform.
+
+How the default was chosen (validation only; 3 seeds, both datasets, run as three processes
+side by side on the shared 2-core machine, about 15 minutes):
+
+    python benchmarks/bench_queryseqrec.py --datasets synthetic synthetic-weakq --seeds 2020 \
+        --rows SASRec heterogeneous gated "gated w/o A" "gated b-4" --epochs 20 \
+        --stopping-step 3 --lr 5e-3 --max-len 10 --skip-memory --json out-2020.json
+    (the same for 2021 and 2022), then --summarize out-*.json
 
 Memory: each variant runs in a fresh process; one Adam step on a batch of 128 sequences of 50
 events, with the peak resident memory (``ru_maxrss``) reported before and after the step.
@@ -16,10 +30,12 @@ events, with the peak resident memory (``ru_maxrss``) reported before and after 
 
 import argparse
 import json
+import math
 import os
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -27,14 +43,95 @@ sys.path.insert(0, REPO_ROOT)
 
 from common import evaluation_settings  # noqa: E402  (benchmarks/common.py)
 
+# label -> (model, config overrides); "QuerySeqRec" is the package default (QuerySeqRec.yaml)
+ROWS = {
+    "SASRec": ("SASRec", {}),
+    "QuerySeqRec": ("QuerySeqRec", {}),
+    "heterogeneous": ("QuerySeqRec", {"query_fusion": "heterogeneous"}),
+    "gated": ("QuerySeqRec", {"query_fusion": "gated"}),
+    "gated w/o A": ("QuerySeqRec", {"query_fusion": "gated", "augmentation": "none"}),
+    "gated b-4": ("QuerySeqRec", {"query_fusion": "gated", "gate_bias_init": -4.0}),
+    "w/o A": ("QuerySeqRec", {"augmentation": "none"}),
+    "w/o Q": ("QuerySeqRec", {"use_queries": False}),
+}
 
-def quality_and_speed(args):
+
+def per_example_metrics(model, data, k=10):
+    """NDCG@k and HR@k of every example of a full-sort sequential evaluation loader, in the
+    dataset's order (the padding item is never a candidate, as in RecBole)."""
+    import torch
+
+    ndcg, hit = [], []
+    model.eval()
+    with torch.no_grad():
+        for interaction, _, _, positive_i in data:
+            scores = model.full_sort_predict(interaction).view(len(interaction), -1).clone()
+            scores[:, 0] = -float("inf")
+            target = scores.gather(1, positive_i.view(-1, 1))
+            rank = (scores > target).sum(1).double()
+            hit.append((rank < k).double())
+            ndcg.append(torch.where(rank < k, 1.0 / torch.log2(rank + 2.0), 0.0))
+    return torch.cat(ndcg), torch.cat(hit)
+
+
+def query_ended_masks(dataset_name, common):
+    """``(valid, test)`` masks of the examples whose last input event is a query, and the test
+    targets (every row's test examples are checked against them)."""
+    from recbole_ext.config import Config
+    from recbole_ext.data import create_dataset
+    from recbole_ext.data.dataset.query_dataset import last_event_is_query
+
+    config = Config("QuerySeqRec", dataset_name, config_dict=dict(common), read_command_line=False)
+    _, valid, test = create_dataset(config).build()
+    return last_event_is_query(valid.inter_feat), last_event_is_query(test.inter_feat), \
+        test.inter_feat[config["ITEM_ID_FIELD"]].clone()
+
+
+def train_row(model_name, dataset_name, config_dict, masks):
+    """Train one row to its best validation epoch; its metrics with the query/item split."""
+    import torch
+    from recbole.utils import init_seed
+
+    from recbole_ext import registry
+    from recbole_ext.config import Config
+    from recbole_ext.data import create_dataset, data_preparation
+    from recbole_ext.data.dataset.query_dataset import split_by_last_event
+
+    config = Config(model_name, dataset_name, config_dict=config_dict, read_command_line=False)
+    init_seed(config["seed"], config["reproducibility"])
+    dataset = create_dataset(config)
+    train_data, valid_data, test_data = data_preparation(config, dataset)
+    init_seed(config["seed"], config["reproducibility"])
+    model = registry.get_model(model_name)(config, train_data._dataset)
+    trainer = registry.get_trainer(config["MODEL_TYPE"], model_name)(config, model)
+    start = time.perf_counter()
+    _, valid_result = trainer.fit(train_data, valid_data, saved=True, show_progress=False)
+    seconds = time.perf_counter() - start
+    test_result = trainer.evaluate(test_data, load_best_model=True, show_progress=False)
+    valid_mask, test_mask, targets = masks
+    if not torch.equal(test_data._dataset.inter_feat[config["ITEM_ID_FIELD"]], targets):
+        raise RuntimeError(f"{model_name}: test targets differ from QuerySeqRec's")
+    ndcg, hit = per_example_metrics(trainer.model, test_data)
+    if abs(float(ndcg.mean()) - test_result["ndcg@10"]) > 1e-3:
+        raise RuntimeError(f"per-example NDCG@10 {float(ndcg.mean())} != RecBole's "
+                           f"{test_result['ndcg@10']}")
+    valid_ndcg, _ = per_example_metrics(trainer.model, valid_data)
+    epochs = len(trainer.train_epoch_seconds)
+    return {
+        "valid_ndcg@10": valid_result["ndcg@10"],
+        "valid": split_by_last_event(valid_ndcg, valid_mask),
+        "test": split_by_last_event(ndcg, test_mask),
+        "test_hit": split_by_last_event(hit, test_mask),
+        "epochs_trained": epochs,
+        "seconds_per_epoch": seconds / max(epochs, 1),
+    }
+
+
+def quality(args):
     import recbole_ext  # noqa: F401  (compat shims)
     from recbole_ext.data.dataloader import query_augmentation
-    from recbole_ext.quick_start import run_single
 
-    # time spent inside the augmentation transform (all phases; valid/test calls are no-ops)
-    spent = {"seconds": 0.0}
+    spent = {"seconds": 0.0}  # time inside the augmentation transform
     original_call = query_augmentation.QueryGraphAugmentation.__call__
 
     def timed_call(self, dataset, interaction):
@@ -44,46 +141,65 @@ def quality_and_speed(args):
         return result
 
     query_augmentation.QueryGraphAugmentation.__call__ = timed_call
-    common = {
-        "epochs": args.epochs, "hidden_size": args.hidden, "inner_size": 2 * args.hidden,
-        "n_layers": 2, "n_heads": 2, "MAX_ITEM_LIST_LENGTH": args.max_len,
-        "hidden_dropout_prob": 0.2, "attn_dropout_prob": 0.2, "train_batch_size": 256,
-        "learning_rate": 1e-3, "stopping_step": 1000, "train_neg_sample_args": None, "loss_type": "CE",
-        **evaluation_settings(state="ERROR", eval_batch_size=2048),
-    }
-    runs = [("SASRec", "SASRec", {}),
-            ("QuerySeqRec", "QuerySeqRec", {}),
-            ("QuerySeqRec w/o A", "QuerySeqRec", {"augmentation": "none"}),
-            ("QuerySeqRec w/o Q", "QuerySeqRec", {"use_queries": False})]
+    checkpoints = tempfile.mkdtemp(prefix="bench-qsr-")
     results = {}
-    for label, model, extra in runs:
-        spent["seconds"] = 0.0
-        record = run_single(model, args.dataset, config_dict=dict(common, **extra), saved=False,
-                            read_command_line=False)
-        results[label] = {
-            "ndcg@10": record["test_result"]["ndcg@10"],
-            "hit@10": record["test_result"]["hit@10"],
-            "seconds_per_epoch": record["seconds_per_epoch"],
-            "augmentation_seconds_per_epoch": spent["seconds"] / max(record["epochs_trained"], 1),
-        }
-        print(label, json.dumps(results[label]), flush=True)
+    for dataset_name in args.datasets:
+        for seed in args.seeds:
+            common = {
+                "epochs": args.epochs, "hidden_size": args.hidden, "inner_size": 2 * args.hidden,
+                "n_layers": 2, "n_heads": 2, "MAX_ITEM_LIST_LENGTH": args.max_len,
+                "hidden_dropout_prob": 0.2, "attn_dropout_prob": 0.2, "train_batch_size": 256,
+                "learning_rate": args.lr, "stopping_step": args.stopping_step,
+                "train_neg_sample_args": None, "loss_type": "CE",
+                **evaluation_settings(seed=seed, state="ERROR", eval_batch_size=2048,
+                                      checkpoint_dir=checkpoints),
+            }
+            masks = query_ended_masks(dataset_name, common)
+            for label in args.rows:
+                model_name, extra = ROWS[label]
+                spent["seconds"] = 0.0
+                row = train_row(model_name, dataset_name, dict(common, **extra), masks)
+                row["augmentation_seconds"] = spent["seconds"]
+                results.setdefault(dataset_name, {}).setdefault(label, {})[seed] = row
+                print(json.dumps({"dataset": dataset_name, "row": label, "seed": seed, **row}),
+                      flush=True)
+                if args.json:
+                    with open(args.json, "w") as f:
+                        json.dump(results, f, indent=1)
+    summarize(results, args)
 
-    base = results["SASRec"]
-    ours, without = results["QuerySeqRec"], results["QuerySeqRec w/o Q"]
-    no_augmentation = results["QuerySeqRec w/o A"]
-    print(f"\nsynthetic, {args.epochs} epochs, hidden {args.hidden}, max_len {args.max_len}:")
-    print(f"{'model':20s} {'NDCG@10':>8s} {'HR@10':>8s} {'s/epoch':>8s}")
-    for label, row in results.items():
-        print(f"{label:20s} {row['ndcg@10']:8.4f} {row['hit@10']:8.4f} "
-              f"{row['seconds_per_epoch']:8.2f}")
-    print(f"QuerySeqRec NDCG@10 vs SASRec: {100 * (ours['ndcg@10'] / base['ndcg@10'] - 1):+.1f}%")
-    print(f"QuerySeqRec w/o A NDCG@10 vs SASRec: "
-          f"{100 * (no_augmentation['ndcg@10'] / base['ndcg@10'] - 1):+.1f}%")
-    print(f"w/o Q NDCG@10 vs SASRec: {100 * (without['ndcg@10'] / base['ndcg@10'] - 1):+.1f}%")
-    print(f"epoch time QuerySeqRec / SASRec: "
-          f"{ours['seconds_per_epoch'] / base['seconds_per_epoch']:.2f}x")
-    print(f"augmentation share of QuerySeqRec's epoch: "
-          f"{100 * ours['augmentation_seconds_per_epoch'] / ours['seconds_per_epoch']:.1f}%")
+
+def _mean_std(values):
+    mean = sum(values) / len(values)
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0
+    return f"{mean:.4f} +- {std:.4f}"
+
+
+def summarize(results, args):
+    """Mean +- std over seeds of every row: validation NDCG@10, test NDCG@10 on all examples and
+    on the query-ended / item-ended groups, and each row against SASRec."""
+    for dataset_name, rows in results.items():
+        seeds = sorted({seed for row in rows.values() for seed in row})
+        print(f"\n{dataset_name}: {len(seeds)} seeds {seeds}, hidden {args.hidden}, max_len "
+              f"{args.max_len}, lr {args.lr}, at most {args.epochs} epochs, early stopping "
+              f"{args.stopping_step} on valid NDCG@10")
+        any_row = next(iter(next(iter(rows.values())).values()))
+        print(f"test examples whose last input event is a query: "
+              f"{100 * any_row['test']['query_share']:.1f}%")
+        print(f"| row | valid NDCG@10 | test NDCG@10 all | query-ended | item-ended | all vs SASRec |")
+        print("|---|---|---|---|---|---|")
+        base = rows.get("SASRec")
+        for label, per_seed in rows.items():
+            cells = [_mean_std([r["valid_ndcg@10"] for r in per_seed.values()])]
+            cells += [_mean_std([r["test"][group] for r in per_seed.values()])
+                      for group in ("all", "query_ended", "item_ended")]
+            if base and label != "SASRec":
+                ratio = [per_seed[s]["test"]["all"] / base[s]["test"]["all"] - 1
+                         for s in per_seed if s in base]
+                cells.append(f"{100 * sum(ratio) / len(ratio):+.1f}%")
+            else:
+                cells.append("")
+            print(f"| {label} | " + " | ".join(cells) + " |")
 
 
 def memory_step(softmax_samples, n_items, batch, length, hidden):
@@ -157,10 +273,17 @@ def memory(args):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--dataset", default="synthetic")
-    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--datasets", nargs="+", default=["synthetic", "synthetic-weakq"])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[2020, 2021, 2022])
+    parser.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS))
+    parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--stopping-step", type=int, default=4)
+    parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--hidden", type=int, default=32)
     parser.add_argument("--max-len", type=int, default=20)
+    parser.add_argument("--json", default=None, help="write the per-seed results here")
+    parser.add_argument("--summarize", nargs="+", default=None,
+                        help="only print the tables of these --json files (merged)")
     parser.add_argument("--items", type=int, default=1_000_000)
     parser.add_argument("--samples", type=int, default=1000)
     parser.add_argument("--batch", type=int, default=128)
@@ -173,8 +296,17 @@ def main():
     if args.memory_step is not None:
         memory_step(args.memory_step, args.items, args.batch, args.length, args.memory_hidden)
         return
+    if args.summarize:
+        merged = {}
+        for path in args.summarize:
+            with open(path) as f:
+                for dataset_name, rows in json.load(f).items():
+                    for label, per_seed in rows.items():
+                        merged.setdefault(dataset_name, {}).setdefault(label, {}).update(per_seed)
+        summarize(merged, args)
+        return
     if not args.skip_quality:
-        quality_and_speed(args)
+        quality(args)
     if not args.skip_memory:
         memory(args)
 

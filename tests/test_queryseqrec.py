@@ -117,6 +117,23 @@ def test_interleave_hand_case():
     assert short["event_item"][1].tolist() == [5, 0, 6]
 
 
+def test_last_event_split_hand_case():
+    """The reusable split of the results page: which examples end with a query, and the group
+    means of a per-example metric."""
+    from recbole_ext.data.dataset.query_dataset import (last_event_is_query, split_by_last_event,
+                                                        trailing_query)
+
+    batch = {EVENT_TYPE_FIELD: torch.tensor([[2, 1, 2, 0], [2, 1, 1, 0], [1, 2, 2, 1], [0, 0, 0, 0]]),
+             EVENT_QUERY_FIELD: torch.tensor([[4, 0, 7, 0], [4, 0, 0, 0], [0, 3, 5, 0], [0, 0, 0, 0]]),
+             EVENT_LENGTH_FIELD: torch.tensor([3, 3, 3, 0])}
+    assert trailing_query(batch).tolist() == [7, 0, 5, 0]
+    assert last_event_is_query(batch).tolist() == [True, False, True, False]
+    split = split_by_last_event(torch.tensor([1.0, 0.5, 0.0, 0.25]), last_event_is_query(batch))
+    assert split == {"all": 0.4375, "query_ended": 0.5, "item_ended": 0.375, "query_share": 0.5}
+    with pytest.raises(ValueError, match="differ"):
+        split_by_last_event(torch.ones(3), last_event_is_query(batch))
+
+
 def test_top_alpha_links_keeps_ceil_alpha_degree_by_count():
     node = np.array([1, 1, 1, 2])
     other = np.array([7, 8, 9, 7])
@@ -524,8 +541,9 @@ def test_sampled_softmax_with_all_items_equals_full_softmax(query_dataset):
 
 SWITCH_MODELS = [
     {}, {"use_queries": False}, {"query_fusion": "early"}, {"query_fusion": "late"},
-    {"query_fusion": "nova"}, {"backbone": "gru"}, {"backbone": "fpmc"},
+    {"query_fusion": "nova"}, {"backbone": "gru", "query_fusion": "heterogeneous"}, {"backbone": "fpmc", "query_fusion": "heterogeneous"},
     {"transformer_block": "authors"}, {"transformer_block": "authors", "query_fusion": "late"},
+    {"backbone": "ssept", "query_fusion": "heterogeneous"}, {"query_fusion": "heterogeneous"},
 ]
 
 
@@ -593,6 +611,84 @@ def test_every_fusion_reads_the_query_before_the_target(query_dataset, switch):
     moved = ~torch.isclose(before, after, atol=1e-6).all(1)
     assert moved[ended].all()
     assert not moved[~ended].any()
+
+
+def test_gated_fusion_mixes_the_paper_model_and_the_item_history(query_dataset):
+    """``query_fusion: gated`` with the paper model's weights and SASRec's weights in its item
+    stream: with the gate shut (bias -> -inf) its scores are SASRec's, with the gate open
+    (bias -> +inf) the heterogeneous model's; it starts near the item stream."""
+    from recbole.model.sequential_recommender import SASRec
+
+    config, _, (train, _, _) = query_dataset
+    paper, _ = _model(query_dataset, query_fusion="heterogeneous")
+    gated, _ = _model(query_dataset, query_fusion="gated")
+    assert torch.sigmoid(gated.history_gate_layer.bias).max() < 0.2
+    torch.manual_seed(1)
+    sasrec = SASRec(_DictConfig(dict(config.final_config_dict)), train)
+    weights = dict(paper.state_dict())
+    for name, value in sasrec.state_dict().items():
+        if name.startswith("trm_encoder."):
+            weights["item_stream_encoder." + name[len("trm_encoder."):]] = value
+        elif name.startswith("position_embedding."):
+            weights["item_stream_" + name] = value
+        elif name.startswith("LayerNorm."):
+            weights["item_stream_" + name] = value
+    weights["item_embedding.weight"] = sasrec.item_embedding.weight
+    paper.item_embedding.weight.data.copy_(sasrec.item_embedding.weight.data)
+    missing = gated.load_state_dict(weights, strict=False).missing_keys
+    assert sorted(missing) == ["history_gate_layer.bias", "history_gate_layer.weight"]
+    paper.eval(), gated.eval(), sasrec.eval()
+    batch = _batch(train, 100)
+    with torch.no_grad():
+        default = gated.full_sort_predict(batch)
+        gated.history_gate_layer.bias.fill_(-1e4)
+        assert torch.allclose(gated.full_sort_predict(batch), sasrec.full_sort_predict(batch), atol=1e-5)
+        gated.history_gate_layer.bias.fill_(1e4)
+        assert torch.allclose(gated.full_sort_predict(batch), paper.full_sort_predict(batch), atol=1e-5)
+        assert not torch.allclose(default, paper.full_sort_predict(batch), atol=1e-4)
+
+
+def test_ssept_reads_the_user_and_sse_changes_training_only(query_dataset):
+    """SSE-PT reads the user (the transformer backbone does not); its stochastic shared
+    embeddings change the training loss (same seed) and nothing at evaluation."""
+    ssept, train = _model(query_dataset, backbone="ssept", query_fusion="heterogeneous")
+    plain, _ = _model(query_dataset)
+    batch = _batch(train, 64)
+    other_users = _batch(train, 64)
+    other_users["user_id"] = other_users["user_id"].flip(0)
+    ssept.eval(), plain.eval()
+    with torch.no_grad():
+        assert not torch.allclose(ssept.full_sort_predict(batch), ssept.full_sort_predict(other_users))
+        assert torch.equal(plain.full_sort_predict(batch), plain.full_sort_predict(other_users))
+    for key in ("sse_user_prob", "sse_item_prob"):
+        sse, _ = _model(query_dataset, backbone="ssept", query_fusion="heterogeneous", **{key: 0.5})
+        sse.load_state_dict(ssept.state_dict())
+        sse.eval(), ssept.eval()
+        with torch.no_grad():
+            assert torch.equal(sse.full_sort_predict(batch), ssept.full_sort_predict(batch))
+        losses = []
+        for model in (ssept, sse):
+            model.train()
+            torch.manual_seed(3)
+            losses.append(model.calculate_loss(_batch(train, 64)))
+        assert not torch.allclose(losses[0], losses[1]), key
+        with pytest.raises(ValueError, match=key):
+            _model(query_dataset, backbone="ssept", query_fusion="heterogeneous", **{key: 1.5})
+
+
+def test_xavier_initialisation_switch(query_dataset):
+    """``initialization: xavier`` (the authors'): Xavier-uniform weights (bound
+    sqrt(6 / (fan_in + fan_out))), zero padding rows; the default keeps SASRec's N(0, 0.02)."""
+    xavier, _ = _model(query_dataset, initialization="xavier")
+    default, _ = _model(query_dataset)
+    weight = xavier.item_embedding.weight
+    bound = (6.0 / sum(weight.shape)) ** 0.5
+    assert weight.abs().max() <= bound and weight[1:].abs().max() > 0.9 * bound
+    assert (weight[0] == 0).all() and (xavier.word_embedding.weight[0] == 0).all()
+    assert abs(float(default.item_embedding.weight[1:].detach().std()) - 0.02) < 0.002
+    linear = xavier.trm_encoder.layer[0].multi_head_attention.query.weight
+    assert linear.abs().max() <= (6.0 / sum(linear.shape)) ** 0.5
+    assert not torch.allclose(linear, default.trm_encoder.layer[0].multi_head_attention.query.weight)
 
 
 def test_without_queries_reads_item_list_only(query_dataset):
@@ -670,7 +766,10 @@ def test_all_positions_labels_are_next_items(query_dataset):
                                  {"query_fusion": "late", "backbone": "gru"},
                                  {"transformer_block": "post-ln"},
                                  {"transformer_block": "authors", "backbone": "gru"},
-                                 {"transformer_block": "authors", "query_fusion": "nova"}])
+                                 {"transformer_block": "authors", "query_fusion": "nova"},
+                                 {"initialization": "kaiming"},
+                                 {"query_fusion": "early", "backbone": "ssept"},
+                                 {"query_fusion": "gated", "backbone": "gru"}])
 def test_bad_config_values_name_the_key(query_dataset, bad):
     with pytest.raises(ValueError, match=next(iter(bad))):
         _model(query_dataset, **bad)
@@ -698,32 +797,57 @@ RUN_SWITCHES = [
     {"query_fusion": "early", "augmentation": "none"},
     {"query_fusion": "late", "augmentation": "none"},
     {"query_fusion": "nova", "augmentation": "none"},
-    {"backbone": "gru"},
-    {"backbone": "fpmc"},
+    {"backbone": "gru", "query_fusion": "heterogeneous"},
+    {"backbone": "fpmc", "query_fusion": "heterogeneous"},
     {"train_positions": "all"},
     {"softmax_samples": 20, "softmax_sampler": "popularity", "logq_correction": True},
     {"loss_type": "BPR", "train_neg_sample_args": {"distribution": "uniform",
                                                    "sample_num": 1}},
     {"eval_args": {"split": {"LS": "valid_and_test"}, "order": "TO",
                    "mode": "uni100", "group_by": "user"}},
+    {"query_fusion": "heterogeneous"},
+    {"backbone": "ssept", "query_fusion": "heterogeneous"},
+    {"backbone": "ssept", "query_fusion": "heterogeneous", "sse_user_prob": 0.5, "sse_item_prob": 0.2},
+    {"initialization": "xavier"},
+    {"clip_grad_norm": {"max_norm": 0.01}},
 ]
 
 
-@pytest.mark.parametrize("switch", RUN_SWITCHES, ids=lambda s: "-".join(
-    str(v) for v in s.values() if not isinstance(v, dict)) or next(iter(s), "default"))
-def test_one_epoch_runs_for_every_switch(tiny_data_path, switch):
+def _outcome(record):
+    return record["test_result"], record["best_valid_result"]
+
+
+@pytest.fixture(scope="module")
+def default_run(tiny_data_path):
+    return run_query_model(tiny_data_path, train_neg_sample_args=None)
+
+
+@pytest.mark.parametrize("switch", [s for s in RUN_SWITCHES if s and s != {"use_queries": False}],
+                         ids=lambda s: "-".join(str(v) for v in s.values()
+                                                if not isinstance(v, dict)) or next(iter(s)))
+def test_one_epoch_runs_for_every_switch_and_each_changes_the_model(tiny_data_path, default_run,
+                                                                    switch):
+    """Same seed, same data, one epoch: every switch gives other validation and test results
+    than the defaults (a switch that is silently ignored would give the same)."""
     overrides = {"train_neg_sample_args": None}
     overrides.update(switch)
     record = run_query_model(tiny_data_path, **overrides)
-    assert 0.0 <= record["test_result"]["ndcg@10"] <= 1.0
     assert record["epochs_trained"] == 1
+    assert _outcome(record) != _outcome(default_run)
 
 
-def test_same_seed_same_metrics(tiny_data_path):
-    first = run_query_model(tiny_data_path, train_neg_sample_args=None)
-    second = run_query_model(tiny_data_path, train_neg_sample_args=None)
-    assert first["test_result"] == second["test_result"]
-    assert first["best_valid_result"] == second["best_valid_result"]
+def test_without_queries_run_changes_the_model(tiny_data_path, default_run):
+    """``use_queries: False`` is a different model from the default (its equality with SASRec is
+    shown with shared weights in ``test_without_queries_is_sasrec_given_the_same_weights``)."""
+    ablation = run_query_model(tiny_data_path, train_neg_sample_args=None, use_queries=False)
+    assert _outcome(ablation) != _outcome(default_run)
+
+
+def test_same_seed_same_metrics(tiny_data_path, default_run):
+    again = run_query_model(tiny_data_path, train_neg_sample_args=None)
+    assert _outcome(again) == _outcome(default_run)
+    other_seed = run_query_model(tiny_data_path, train_neg_sample_args=None, seed=2021)
+    assert _outcome(other_seed) != _outcome(default_run)  # the control: the seed matters
 
 
 def test_without_queries_is_sasrec_given_the_same_weights(query_dataset):
@@ -764,11 +888,9 @@ def _write_raw_diginetica(folder, sessions=120, items=30, seed=0):
                 "categoryId;items;is.test\n" + "\n".join(queries) + "\n")
 
 
-@pytest.mark.parametrize("switch", [{}, {"query_fusion": "nova", "augmentation": "none"},
-                                    {"backbone": "fpmc", "train_positions": "all"}],
-                         ids=["default", "nova", "fpmc-all"])
-def test_one_epoch_on_converted_diginetica_fixture(tmp_path, switch):
-    """The converter's output (sessions are the users: ``session_id``) runs end to end."""
+def test_converted_diginetica_fixture_runs_and_its_queries_matter(tmp_path):
+    """The converter's output (sessions are the users: ``session_id``) runs end to end for the
+    default and two other paths, and each differs from the query-free model on it."""
     from recbole_ext.data.convert.__main__ import main as convert_main
     from recbole_ext.quick_start import run_single
 
@@ -779,10 +901,15 @@ def test_one_epoch_on_converted_diginetica_fixture(tmp_path, switch):
                  "TIME_FIELD": "timestamp", "load_col": {"inter": ["session_id", "item_id",
                                                                     "timestamp"]},
                  "OPERATION_FIELD": None, "SESSION_FIELD": None, "train_neg_sample_args": None}
-    overrides.update(switch)
-    record = run_single("QuerySeqRec", "diginetica", config_dict=tiny_config_dict(**overrides),
-                        saved=False, read_command_line=False)
-    assert 0.0 <= record["test_result"]["ndcg@10"] <= 1.0
+    outcomes = []
+    for switch in ({"use_queries": False}, {}, {"query_fusion": "nova", "augmentation": "none"},
+                   {"backbone": "fpmc", "train_positions": "all", "query_fusion": "heterogeneous"}):
+        record = run_single("QuerySeqRec", "diginetica",
+                            config_dict=tiny_config_dict(**overrides, **switch), saved=False,
+                            read_command_line=False)
+        assert record["epochs_trained"] == 1
+        outcomes.append(_outcome(record))
+    assert all(outcome != outcomes[0] for outcome in outcomes[1:])
 
 
 def test_transform_trims_event_padding_without_changing_scores(query_dataset):

@@ -159,7 +159,7 @@ class QueryGraphAugmentation:
         # compares them without augmentation too, Tables 3-4).
         uses_events = (_config_value(config, "use_queries", True)
                        and _config_value(config, "query_fusion", "heterogeneous")
-                       == "heterogeneous")
+                       in ("heterogeneous", "gated"))
         # Only training batches are trimmed: RecBole's uniN evaluation concatenates per-user
         # transformed pieces, which must keep one width.
         self.trims = uses_events and phase == "train"

@@ -12,10 +12,24 @@ positions share one embedding space and a Transformer encoder reads the sequence
 scored by inner product with the item table. The training dataloader augments the inputs by
 query-item-graph replacement (``QueryGraphAugmentation``).
 
+``query_fusion: gated`` (this package's design, not the paper's) runs two streams: the paper's
+heterogeneous encoder, and SASRec's encoder over the item history alone (item_id_list, which the
+augmentation never rewrites); a learned per-dimension gate at every position mixes the two,
+initialised towards the item stream (``gate_bias_init``), so the model starts as SASRec and moves
+towards the queries only where that lowers the training loss (``gate_towards_item_history``).
+Why: at an item position SASRec's output starts from that item's own embedding, so with tied
+output embeddings the "same or a similar item next" prior comes almost for free; at a query
+position the heterogeneous output starts from a mean of word embeddings and the history must come
+through attention, which little data, rare words or uninformative queries do not teach; and the
+graph augmentation, which rewrites a quarter of the input items, blurs item-to-item transitions.
+A gate on one shared encoder (between its query state and its latest item state) cannot undo
+that, hence the separate clean stream (the cost: a second encoder, about 2x).
+
 Config switches (``properties/model/QuerySeqRec.yaml``) give the paper's variants:
 ``use_queries: False`` ("w/o Q": exactly SASRec's input and encoder), ``query_fusion``
 (Table 4: heterogeneous, early, late as in FDSA, nova as in NOVA-BERT), ``backbone`` (Table 5:
-transformer, gru as GRU4Rec, fpmc as FPMC, each reading the heterogeneous sequence),
+transformer, gru as GRU4Rec, fpmc as FPMC, ssept as SSE-PT, each reading the heterogeneous
+sequence), ``initialization`` (sasrec, or xavier as the authors' code),
 ``train_positions`` (last: RecBole style; all: every position followed by an item, the paper's
 code), ``transformer_block`` (standard: RecBole's SASRec block; authors: the block of the authors'
 released code) and ``softmax_samples`` (sampled softmax for large catalogues, Sec. 2.4).
@@ -49,8 +63,11 @@ from recbole_ext.data.dataset.query_dataset import (
 )
 from recbole_ext.model.layers import init_like_sasrec
 
-BACKBONES = ("transformer", "gru", "fpmc")
-FUSIONS = ("heterogeneous", "early", "late", "nova")
+BACKBONES = ("transformer", "gru", "fpmc", "ssept")
+INITIALIZATIONS = ("sasrec", "xavier")
+FUSIONS = ("heterogeneous", "gated", "early", "late", "nova")
+# fusions that read the heterogeneous event sequence (every backbone, every trained position)
+EVENT_FUSIONS = ("heterogeneous", "gated")
 TRAIN_POSITIONS = ("last", "all")
 SAMPLERS = ("uniform", "popularity")
 TRANSFORMER_BLOCKS = ("standard", "authors")
@@ -179,22 +196,33 @@ class QuerySeqRec(SequentialRecommender):
         self.logq_correction = bool(_value(config, "logq_correction", False))
         self.transformer_block = _choice(config, "transformer_block", "standard",
                                          TRANSFORMER_BLOCKS)
+        self.initialization = _choice(config, "initialization", "sasrec", INITIALIZATIONS)
+        self.sse_user_prob = float(_value(config, "sse_user_prob", 0.0))
+        self.sse_item_prob = float(_value(config, "sse_item_prob", 0.0))
+        for key in ("sse_user_prob", "sse_item_prob"):
+            if not 0.0 <= getattr(self, key) <= 1.0:
+                raise ValueError(f"{key} must be in [0, 1], got {getattr(self, key)}")
         if self.softmax_samples < 0 or self.softmax_samples == 1:
             raise ValueError(f"softmax_samples must be 0 (full softmax) or >= 2, got "
                              f"{self.softmax_samples}")
         # Only the heterogeneous sequence exists for every backbone and every position.
-        self.reads_events = self.use_queries and self.query_fusion == "heterogeneous"
-        if self.use_queries and self.query_fusion != "heterogeneous" and \
+        self.reads_events = self.use_queries and self.query_fusion in EVENT_FUSIONS
+        self.history_gate = self.use_queries and self.query_fusion == "gated"
+        if self.use_queries and not self.reads_events and \
                 self.backbone != "transformer":
             raise ValueError(f"query_fusion '{self.query_fusion}' is defined for backbone "
                              f"'transformer' only, got backbone '{self.backbone}'")
         if self.train_positions == "all" and self.use_queries and not self.reads_events:
-            raise ValueError(f"train_positions 'all' needs query_fusion 'heterogeneous', got "
+            raise ValueError(f"train_positions 'all' needs query_fusion 'heterogeneous' or 'gated', got "
                              f"'{self.query_fusion}'")
         nova = self.use_queries and self.query_fusion == "nova"
         if self.transformer_block == "authors" and (self.backbone != "transformer" or nova):
             raise ValueError("transformer_block 'authors' needs backbone 'transformer' and a "
                              "query_fusion other than 'nova'")
+        if self.history_gate and self.backbone != "transformer":
+            raise ValueError(f"query_fusion 'gated' (the default) needs backbone 'transformer', "
+                             f"got backbone '{self.backbone}'; Table 5's backbones read the "
+                             f"paper's sequence: set query_fusion: heterogeneous")
         if self.loss_type == "BPR" and (self.train_positions == "all" or self.softmax_samples):
             raise ValueError("loss_type BPR trains the last position against RecBole's sampled "
                              "negative; set train_positions: last and softmax_samples: 0")
@@ -209,13 +237,15 @@ class QuerySeqRec(SequentialRecommender):
         self.reads_trailing_query = self.use_queries and self.query_fusion in ("early", "nova")
         self.max_positions = dataset.max_event_list_len if self.reads_events else \
             self.max_seq_length + int(self.reads_trailing_query)
-        self.position_embedding = nn.Embedding(self.max_positions, d)
+        # SSE-PT concatenates a user embedding (of size d) to every input event
+        self.encoder_width = 2 * d if self.backbone == "ssept" else d
+        self.position_embedding = nn.Embedding(self.max_positions, self.encoder_width)
         # the authors' code feeds Dropout(embeddings + positions) to the blocks, without SASRec's
         # embedding LayerNorm
         self.LayerNorm = self._embedding_norm()
         self.dropout = nn.Dropout(self.hidden_dropout_prob)
 
-        if self.backbone == "transformer":
+        if self.backbone in ("transformer", "ssept"):
             fused = self.use_queries and self.query_fusion == "nova"
             if fused:
                 self.nova_encoder = NovaEncoder(self.n_layers, self.n_heads, d, self.inner_size,
@@ -233,31 +263,57 @@ class QuerySeqRec(SequentialRecommender):
             self.gru_layers = nn.GRU(d, d, num_layers=self.n_layers, bias=False,
                                      batch_first=True)
             self.gru_dense = nn.Linear(d, d)
-        else:  # fpmc: user taste (UI.IU) plus a transition from the last event (IL.LI)
+        if self.backbone == "ssept":
+            self.user_embedding = nn.Embedding(dataset.num(self.USER_ID), d)
+        elif self.backbone == "fpmc":  # user taste (UI.IU) plus a transition from the last event (IL.LI)
             # item_embedding is LI (items as successors); words share the transition space
             self.user_embedding = nn.Embedding(dataset.num(self.USER_ID), d)
             self.last_item_embedding = nn.Embedding(self.n_items, d, padding_idx=0)  # IL
             self.user_item_embedding = nn.Embedding(self.n_items, d, padding_idx=0)  # IU
+
+        if self.history_gate:
+            # the item-history stream: SASRec's encoder over the (never augmented) item_id_list
+            self.item_stream_encoder = self._transformer()
+            self.item_stream_position_embedding = nn.Embedding(self.max_seq_length, d)
+            self.item_stream_LayerNorm = self._embedding_norm()
+            self.history_gate_layer = nn.Linear(2 * d, d)
 
         if self.loss_type == "BPR":
             self.loss_fct = BPRLoss()
         self.register_buffer("sampling_weights", self._sampling_weights(dataset),
                              persistent=False)
         init_like_sasrec(self)
+        if self.initialization == "xavier":
+            self._init_xavier()
+        if self.history_gate:  # sigmoid(bias): the gate starts towards the item state
+            nn.init.constant_(self.history_gate_layer.bias,
+                              float(_value(config, "gate_bias_init", -2.0)))
 
     # -- construction helpers ---------------------------------------------------------------
     def _embedding_norm(self):
         if self.transformer_block == "authors":
             return nn.Identity()
-        return nn.LayerNorm(self.hidden_size, eps=self.layer_norm_eps)
+        return nn.LayerNorm(self.encoder_width, eps=self.layer_norm_eps)
+
+    def _init_xavier(self):
+        """The authors' initialisation (MODEL_NOTES 1.3): Xavier-uniform on every weight with
+        two or more dimensions, embeddings included, padding rows zeroed; biases and LayerNorms
+        keep SASRec's (zero, one)."""
+        for module in self.modules():
+            for name, parameter in module.named_parameters(recurse=False):
+                if parameter.dim() >= 2:
+                    nn.init.xavier_uniform_(parameter)
+            if isinstance(module, nn.Embedding) and module.padding_idx is not None:
+                with torch.no_grad():
+                    module.weight[module.padding_idx].zero_()
 
     def _transformer(self):
         if self.transformer_block == "authors":
             return AuthorsTransformerEncoder(
-                self.n_layers, self.n_heads, self.hidden_size, self.inner_size,
+                self.n_layers, self.n_heads, self.encoder_width, self.inner_size,
                 self.hidden_dropout_prob, self.attn_dropout_prob, self.layer_norm_eps)
         return TransformerEncoder(
-            n_layers=self.n_layers, n_heads=self.n_heads, hidden_size=self.hidden_size,
+            n_layers=self.n_layers, n_heads=self.n_heads, hidden_size=self.encoder_width,
             inner_size=self.inner_size, hidden_dropout_prob=self.hidden_dropout_prob,
             attn_dropout_prob=self.attn_dropout_prob, hidden_act=self.hidden_act,
             layer_norm_eps=self.layer_norm_eps)
@@ -346,7 +402,34 @@ class QuerySeqRec(SequentialRecommender):
     def forward(self, interaction):
         """``(hidden [B, L, D'], last [B])``: the states of every input position and the index
         of the last one (see the contract above)."""
-        return getattr(self, f"_forward_{self.encoder_path()}")(interaction)
+        hidden, last = getattr(self, f"_forward_{self.encoder_path()}")(interaction)
+        if self.history_gate:
+            hidden = self.gate_towards_item_history(hidden, interaction)
+        return hidden, last
+
+    def item_history_states(self, interaction):
+        """``[B, L_items, D]``: SASRec's states over item_id_list (the item history alone)."""
+        items = interaction[self.ITEM_SEQ]
+        hidden = self.item_embedding(items) + self._positions(
+            items, self.item_stream_position_embedding)
+        hidden = self.dropout(self.item_stream_LayerNorm(hidden))
+        return self.item_stream_encoder(hidden, self.get_attention_mask(items),
+                                        output_all_encoded_layers=True)[-1]
+
+    def gate_towards_item_history(self, hidden, interaction):
+        """``query_fusion: gated``: at each event position t, ``h_items + g * (h_t - h_items)``
+        with ``g = sigmoid(W [h_t; h_items] + b)`` per dimension, where ``h_t`` is the
+        heterogeneous state and ``h_items`` the item-history stream's state after the latest
+        item at or before t. ``b`` starts at ``gate_bias_init`` (g near 0: the model starts as
+        SASRec). Positions before any input item keep ``h_t``."""
+        item_states = self.item_history_states(interaction)
+        types = interaction[EVENT_TYPE_FIELD]
+        slot = (types == EVENT_ITEM).long().cumsum(dim=1) - 1  # latest item's slot
+        index = slot.clamp(min=0, max=item_states.size(1) - 1).unsqueeze(-1).expand_as(hidden)
+        history = item_states.gather(1, index)
+        gate = torch.sigmoid(self.history_gate_layer(torch.cat([hidden, history], dim=-1)))
+        gated = history + gate * (hidden - history)
+        return torch.where((slot >= 0).unsqueeze(-1), gated, hidden)
 
     def _forward_transformer(self, interaction):
         """The heterogeneous sequence (the paper's model), or item_id_list for ``w/o Q``
@@ -357,6 +440,33 @@ class QuerySeqRec(SequentialRecommender):
         if self.use_queries:
             emb = emb + self.type_embedding(types)
         return self._encode_transformer(emb, types, positions), length - 1
+
+    def _forward_ssept(self, interaction):
+        """SSE-PT (Wu et al., RecSys 2020; Table 5's backbone): SASRec whose every input event
+        is ``[event embedding; user embedding]``, with stochastic shared embeddings in training:
+        the user is replaced by a uniformly drawn user with probability ``sse_user_prob``, each
+        input item by a uniformly drawn item with probability ``sse_item_prob`` (draws
+        independent of every label). SSE-PT scores ``h . [v_j; u]``; the user part is the same
+        for every candidate, so it changes neither the ranking nor any softmax or BPR loss, and
+        the state returned is the item part ``h[:, :, :d]`` (scored against ``item_table()``)."""
+        items, queries, types, length = self.sequence_inputs(interaction)
+        users = interaction[self.USER_ID]
+        if self.training and self.sse_user_prob > 0:
+            swap = torch.rand(users.shape, device=users.device) < self.sse_user_prob
+            users = torch.where(swap, torch.randint_like(users, 1, self.user_embedding.num_embeddings),
+                                users)
+        if self.training and self.sse_item_prob > 0:
+            swap = (types == EVENT_ITEM) & (torch.rand(items.shape, device=items.device)
+                                            < self.sse_item_prob)
+            items = torch.where(swap, torch.randint_like(items, 1, self.n_items), items)
+        positions = self._positions(items, self.position_embedding)
+        emb = self.embed_events(items, queries, types, self.item_embedding)
+        if self.use_queries:
+            emb = emb + self.type_embedding(types)
+        user = self.user_embedding(users).unsqueeze(1) * (types > 0).unsqueeze(-1)
+        hidden = self._encode_transformer(torch.cat([emb, user.expand_as(emb)], dim=-1), types,
+                                          positions)
+        return hidden[..., :self.hidden_size], length - 1
 
     def _forward_gru(self, interaction):
         """GRU4Rec-style backbone over the same sequence."""
