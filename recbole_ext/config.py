@@ -105,18 +105,19 @@ class Config(RecBoleConfig):
         super()._load_internal_config_dict(model, model_class, dataset)
         if not self._ext_dataset_layer_done:  # model types without a quick-start yaml
             self._apply_package_dataset_yaml(dataset)
-        self._apply_recipe(self.external_config_dict.get("recipe"))
+        self._recipe_keys = set(self._apply_recipe(self.external_config_dict.get("recipe")))
 
     def _apply_recipe(self, name):
-        """The recipe layer: above the package's yamls, below the user's files and overrides."""
+        """The recipe layer: above the package's yamls, below the user's files and overrides.
+        Returns the keys the recipe set."""
         if name is None:
-            return
+            return {}
         folder = os.path.join(paths.PROPERTIES_DIR, "recipe")
         file = os.path.join(folder, f"{name}.yaml")
         if not re.fullmatch(r"[a-z0-9][a-z0-9.-]*", str(name)) or not os.path.isfile(file):
             known = sorted(f[:-5] for f in os.listdir(folder) if f.endswith(".yaml")) if os.path.isdir(folder) else []
             raise ValueError(f"recipe {name!r} not found in {folder}; recipes: {', '.join(known)}")
-        self._apply_package_yaml(file)
+        return self._apply_package_yaml(file)
 
     def _update_internal_config_dict(self, file):
         name = os.path.basename(file)
@@ -150,8 +151,9 @@ class Config(RecBoleConfig):
     def _set_default_parameters(self):
         # RecBole's sample.yaml loads only user_id and item_id of .inter: a user's own dataset
         # without a yaml would lose its timestamps (every sequential model needs them). With no
-        # dataset yaml and no load_col of the user's, every column the header declares is loaded.
-        if not self._has_dataset_yaml() and "load_col" not in self.external_config_dict:
+        # dataset yaml and no load_col of the user's (or a recipe's), every column the header declares is loaded.
+        user_set = set(self.external_config_dict) | getattr(self, "_recipe_keys", set())
+        if not self._has_dataset_yaml() and "load_col" not in user_set:
             self.final_config_dict["load_col"] = None
         # RecBole's overall.yaml samples one negative per example, which its own check then
         # rejects for CE (every stock sequential yaml is CE). A user who did not ask for negatives
