@@ -73,6 +73,15 @@ SHARED_SETTING_KEYS = (
     "rm_dup_inter",
     "filter_inter_by_user_or_item",
     "merge_micro_behaviours",
+    # the evaluation protocol decides examples, split and candidates (recbole_ext/data/protocol.py)
+    "eval_protocol",
+    "magnn_test_ratio",
+    "magnn_valid_ratio",
+    "magnn_train_on_valid",
+    "hugt_train_ratio",
+    "hugt_valid_users",
+    "dgsr_negatives",
+    "embsr_split_ratios",
 )
 
 #: Per-model keys worth seeing in the table's header when the models' yamls set them differently
@@ -213,8 +222,16 @@ def _split_targets_digest(loader):
 
 def targets_digest(valid_data, test_data):
     """Digest of the validation and test targets, equal for two models iff they are scored on
-    the same (user, target item) examples."""
-    return {"valid": _split_targets_digest(valid_data), "test": _split_targets_digest(test_data)}
+    the same (user, target item) examples; under a protocol with fixed negatives (``dgsr``) the
+    candidates are digested too."""
+    from recbole_ext.data.protocol import candidates_digest
+
+    digest = {"valid": _split_targets_digest(valid_data), "test": _split_targets_digest(test_data)}
+    for split, loader in (("valid", valid_data), ("test", test_data)):
+        candidates = candidates_digest(loader)
+        if candidates is not None:
+            digest[f"{split}_candidates"] = candidates
+    return digest
 
 
 def targets_digest_of_config(config):
@@ -251,9 +268,12 @@ def check_shared_setting(configs, keys=SHARED_SETTING_KEYS):
 
 def describe_setting(config, dataset, seeds, overrides, config_files):
     eval_args = config["eval_args"]
+    protocol = config["eval_protocol"] or "next_item"
     return {
         "dataset": dataset,
-        "split": eval_args.get("split"),
+        "eval_protocol": protocol,
+        # a protocol other than next_item brings its own split (eval_args.split is ignored)
+        "split": eval_args.get("split") if protocol == "next_item" else f"eval_protocol {protocol}",
         "order": eval_args.get("order"),
         "group_by": eval_args.get("group_by"),
         "eval_mode": eval_args.get("mode"),

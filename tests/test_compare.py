@@ -504,3 +504,12 @@ def test_paper_tables_plumbing_one_table_two_rows(tmp_path):
     assert claim["change"] == pytest.approx(mf_s / mf - 1, abs=0.02)  # the means are rounded to 4 places
     agrees = "yes" if claim["agrees"] else "NO"
     assert any(line.startswith("| (2) MF+S | (1) MF |") and f"| {agrees} |" in line for line in page.splitlines())
+
+
+def test_models_must_share_the_evaluation_protocol():
+    base = {key: None for key in compare.SHARED_SETTING_KEYS}
+    compare.check_shared_setting({"SASRec": dict(base, eval_protocol="dgsr"), "DGSR": dict(base, eval_protocol="dgsr")})
+    with pytest.raises(ValueError, match="models disagree on 'eval_protocol'"):
+        compare.check_shared_setting({"SASRec": dict(base), "MAGNN": dict(base, eval_protocol="magnn")})
+    with pytest.raises(ValueError, match="dgsr_negatives"):
+        compare.check_shared_setting({"SASRec": dict(base, dgsr_negatives=100), "DGSR": dict(base, dgsr_negatives=50)})
