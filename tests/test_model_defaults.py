@@ -37,3 +37,13 @@ def test_search_space_is_the_learning_rate_on_a_log_grid_plus_model_keys(model):
     for name, (kind, values) in params.items():
         assert name in defaults, f"{name} is not a key of {model}.yaml"
         assert kind == "choice" and defaults[name] in values, name
+
+
+def test_dgsr_space_leaves_the_neighbourhood_to_the_sequence_length():
+    # max_neighbors above MAX_ITEM_LIST_LENGTH is an error (one window for every node), so a
+    # searched max_neighbors made every tuned DGSR trial at length 20 fail (found by run_benchmarks)
+    from recbole_ext import paths
+    from recbole_ext.tuning import read_params_file
+
+    names = [name for name, _, _ in read_params_file(paths.hyper_file("DGSR"))]
+    assert "learning_rate" in names and "max_neighbors" not in names
