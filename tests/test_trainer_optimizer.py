@@ -73,7 +73,7 @@ def test_amsgrad_changes_the_optimizer_state_and_the_trained_parameters(tmp_path
     [
         ({"adam_betas": [0.9]}, "adam_betas must be a list of two floats"),
         ({"adam_betas": [0.9, 1.5]}, "adam_betas must be a list of two floats"),
-        ({"amsgrad": "yes"}, "amsgrad(' must be True or False|': expected bool)"),
+        ({"amsgrad": "yes"}, "amsgrad( must be True or False|': expected bool)"),
         ({"learner": "sgd", "amsgrad": True}, "apply to learner adam or adamw only"),
     ],
 )
