@@ -17,6 +17,17 @@ orderings are data in :data:`TABLES` (from the papers' tables and text; see
 
 Budget flags are those of ``run_benchmarks.py``; a page made with less than its full budget says
 it is a smoke test. Records stay under ``--work-dir`` so a rerun resumes.
+
+Tuning every row separately costs a table's rows times the results page's tuning. With
+``--chosen-from <run_benchmarks.py --work-dir>`` no row is tuned here: every row takes the
+configuration that the results page's tuned comparison chose for the table's model (on validation
+only), with the row's own switches on top, and SASRec takes its own chosen configuration; each is
+trained on ``--repeats`` seeds. All rows of a table then share one tuned configuration (the common
+ablation practice; it can favour the full model, and the page says so). The page counts as a full
+budget when that comparison had the full number of trials.
+
+MA-GNN's Table 3 is run under the next-item protocol and under its paper's (``eval_protocol:
+magnn``); its configuration is the one chosen under the next-item protocol.
 """
 
 import argparse
@@ -39,14 +50,15 @@ WITH_SIDE_INFORMATION = ["synthetic"]  # queries, micro-behaviours: only the emb
 ANY_DATASET = ["synthetic", "ml-100k"]
 
 
-def _table(key, title, model, datasets, paper_metric, rows, claims=None):
+def _table(key, title, model, datasets, paper_metric, rows, claims=None, protocols=(None,)):
     """One paper table: ``rows`` are ``(label, switches, paper value or None)``; ``claims`` are the
-    paper's orderings ``(better, worse)``; by default every pair ordered by the paper's values."""
+    paper's orderings ``(better, worse)``; by default every pair ordered by the paper's values.
+    ``protocols``: the ``eval_protocol`` values it runs under (None: the shared setting's)."""
     if claims is None:
         ranked = sorted((r for r in rows if r[2] is not None), key=lambda r: -r[2])
         claims = [(a[0], b[0]) for i, a in enumerate(ranked) for b in ranked[i + 1:] if a[2] > b[2]]
     return {"key": key, "title": title, "model": model, "datasets": datasets, "paper_metric": paper_metric,
-            "rows": rows, "claims": claims}
+            "rows": rows, "claims": claims, "protocols": list(protocols)}
 
 
 #: The ablation tables of the five papers: rows as config switches, the paper's values and orderings.
@@ -113,7 +125,7 @@ TABLES = [
         ("(4) MF+S+H+concat", {"variant": "mf_s_h_concat"}, 0.0148),
         ("(5) MF+S+H+GRU", {"variant": "mf_s_h_gru"}, 0.0147),
         ("(6) MA-GNN", {"variant": "full"}, 0.0214),
-    ]),
+    ], protocols=(None, "magnn")),
     _table("dgsr-variants", "DGSR Figure 3 and DGSR-0 (propagation, aggregation)", "DGSR", ANY_DATASET,
            "figure, no numbers", [
                ("DGSR", {}, None),
@@ -137,28 +149,68 @@ def build_parser():
     parser.add_argument("--tables", nargs="+", default=None, help="table keys (default: all): "
                         + ", ".join(t["key"] for t in TABLES))
     parser.add_argument("--rows", type=int, default=None, help="only the first N rows of each table (smoke runs)")
+    parser.add_argument("--chosen-from", default=None, help="a run_benchmarks.py --work-dir: rows take the "
+                        "configuration its tuned comparison chose for their model (row switches on top) and "
+                        "are not tuned again")
     parser.set_defaults(output=os.path.join(HERE, "PAPER_TABLES.md"), work_dir=os.path.join(HERE, "out", "paper_tables"))
     return parser
 
 
-def entries_of(table, rows=None):
+def load_chosen(results_dir, dataset, overrides):
+    """The tuned comparison of ``run_benchmarks.py`` in ``results_dir`` for ``dataset``:
+    ``({label: chosen values}, its number of trials per model)``. Refuses one made under another
+    shared setting (dimensions, lengths, epoch cap), whose choices would not transfer."""
+    import json
+
+    path = os.path.join(os.path.abspath(results_dir), dataset, "comparison.json")
+    if not os.path.isfile(path):
+        raise ValueError(f"--chosen-from: no tuned comparison {path} (run benchmarks/run_benchmarks.py first)")
+    with open(path, encoding="utf-8") as f:
+        source = json.load(f)
+    theirs = source["setting"]["overrides"]
+    for key, value in overrides.items():
+        if key not in ("seed", "state", "show_progress") and key in theirs and theirs[key] != value:
+            raise ValueError(f"--chosen-from: {path} was tuned with {key}={theirs[key]!r}, this run has {value!r}")
+    chosen = {label: dict(model.get("chosen") or {}) for label, model in source["models"].items()}
+    trials = min((len(model.get("trials") or []) for model in source["models"].values()), default=0)
+    return chosen, trials
+
+
+def entries_of(table, rows=None, chosen=None):
+    """SASRec and one entry per row. With ``chosen`` (label -> values of a tuned comparison) every
+    row starts from its model's chosen values and its own switches win."""
     from recbole_ext.compare import Entry
 
-    chosen = table["rows"][:rows] if rows else table["rows"]
-    return [Entry(BASELINE, BASELINE)] + [Entry(label, table["model"], switches) for label, switches, _ in chosen]
+    selected = table["rows"][:rows] if rows else table["rows"]
+    if chosen is None:
+        return [Entry(BASELINE, BASELINE)] + [Entry(label, table["model"], switches) for label, switches, _ in selected]
+    for label in (BASELINE, table["model"]):
+        if label not in chosen:
+            raise ValueError(f"--chosen-from: the tuned comparison has no {label}")
+    return [Entry(BASELINE, BASELINE, dict(chosen[BASELINE]))] + [
+        Entry(label, table["model"], dict(chosen[table["model"]], **switches)) for label, switches, _ in selected
+    ]
 
 
-def run_table(table, dataset, args):
-    """The tuned comparison of one table's rows and SASRec on ``dataset``; returns
-    ``(comparison dict or None, output folder, wall seconds, error text or None)``."""
+def section_key(table, dataset, protocol):
+    return f"{table['key']}-{dataset}" + (f"-{protocol}" if protocol else "")
+
+
+def run_table(table, dataset, args, protocol=None, chosen=None):
+    """The comparison of one table's rows and SASRec on ``dataset`` (tuned here, or from ``chosen``);
+    returns ``(comparison dict or None, output folder, wall seconds, error text or None)``."""
     from recbole_ext.compare import run_comparison
 
-    output_dir = os.path.join(os.path.abspath(args.work_dir), f"{table['key']}-{dataset}")
+    output_dir = os.path.join(os.path.abspath(args.work_dir), section_key(table, dataset, protocol))
+    overrides = run_benchmarks.shared_overrides(args)
+    if protocol:
+        overrides["eval_protocol"] = protocol
     started = time.perf_counter()
     try:
         _, comparison = run_comparison(
-            entries_of(table, args.rows), dataset, run_benchmarks.shared_overrides(args), output_dir=output_dir,
-            tune=args.tune, repeats=args.repeats, baseline=BASELINE, metric=METRIC, quiet=True,
+            entries_of(table, args.rows, chosen), dataset, overrides, output_dir=output_dir,
+            tune=0 if chosen is not None else args.tune, repeats=args.repeats, baseline=BASELINE, metric=METRIC,
+            quiet=True,
         )
         error = None
     except Exception as failure:  # a table that cannot run (e.g. missing side information) is a row
@@ -206,14 +258,16 @@ def _cell(cell):
     return f"{cell['mean']:.4f}" + (f" ± {cell['std']:.4f}" if cell.get("std") is not None else "")
 
 
-def table_section(table, dataset, comparison, claims, wall, error, rows=None):
-    lines = [f"## {table['title']} on {dataset}", ""]
+def table_section(table, dataset, comparison, claims, wall, error, rows=None, protocol=None, inherited=False):
+    title = f"## {table['title']} on {dataset}" + (f", eval_protocol {protocol}" if protocol else "")
+    lines = [title, ""]
     if comparison is None:
         return lines + [f"not run: {error}", ""]
     lines += [f"- wall time: {wall / 60:.1f} min; seeds: {', '.join(map(str, comparison['setting']['seeds']))}",
               f"- against {BASELINE} and between rows: {comparison['test']} over (test user, seed) pairs; "
               "* p < 0.05", "",
-              f"| row | switches | test NDCG@10 | vs {BASELINE} | chosen | paper ({table['paper_metric']}) |",
+              f"| row | switches | test NDCG@10 | vs {BASELINE} | {'inherited' if inherited else 'chosen'} | "
+              f"paper ({table['paper_metric']}) |",
               "|---|---|---|---|---|---|"]
     models = comparison["models"]
     for label, switches, paper in [(BASELINE, {}, None)] + (table["rows"][:rows] if rows else table["rows"]):
@@ -222,7 +276,8 @@ def table_section(table, dataset, comparison, claims, wall, error, rows=None):
         if row is None:
             lines.append(f"| {label} | {text} | failed | - | - | {paper if paper is not None else '-'} |")
             continue
-        chosen = ", ".join(f"{k}={run_benchmarks._short(v)}" for k, v in row["chosen"].items()) or "-"
+        values = row["chosen"] or ({k: v for k, v in row["fixed"].items() if k not in switches} if inherited else {})
+        chosen = ", ".join(f"{k}={run_benchmarks._short(v)}" for k, v in values.items()) or "-"
         lines.append(f"| {label} | {text} | {_cell(row['test'].get(METRIC))} | "
                      f"{run_benchmarks._change_text(row['test'].get(METRIC))} | {chosen} | "
                      f"{paper if paper is not None else '-'} |")
@@ -255,26 +310,47 @@ def main(argv=None):
     command = "python " + " ".join(shlex.quote(a) for a in ["benchmarks/paper_tables.py"]
                                    + (sys.argv[1:] if argv is None else list(argv)))
     started = datetime.datetime.now(datetime.timezone.utc)
-    sections, summary = [], []
+    sections, summary, source_trials = [], [], []
     for table in (t for t in TABLES if t["key"] in keys):
         for dataset in (d for d in table["datasets"] if datasets is None or d in datasets):
-            print(f"[paper_tables] {table['key']} on {dataset} ...", flush=True)
-            comparison, output_dir, wall, error = run_table(table, dataset, args)
-            claims = check_claims(table, comparison, output_dir) if comparison else []
-            sections.append(table_section(table, dataset, comparison, claims, wall, error, args.rows))
-            summary.append({"table": table["key"], "dataset": dataset, "error": error, "claims": claims,
-                            "wall_seconds": wall})
+            chosen = None
+            if args.chosen_from:
+                chosen, trials = load_chosen(args.chosen_from, dataset, run_benchmarks.shared_overrides(args))
+                source_trials.append(trials)
+            for protocol in table["protocols"]:
+                print(f"[paper_tables] {section_key(table, dataset, protocol)} ...", flush=True)
+                comparison, output_dir, wall, error = run_table(table, dataset, args, protocol, chosen)
+                claims = check_claims(table, comparison, output_dir) if comparison else []
+                sections.append(table_section(table, dataset, comparison, claims, wall, error, args.rows, protocol,
+                                              inherited=chosen is not None))
+                summary.append({"table": table["key"], "dataset": dataset, "eval_protocol": protocol or "next_item",
+                                "error": error, "claims": claims, "wall_seconds": wall})
     finished = datetime.datetime.now(datetime.timezone.utc)
+    tuned = min(source_trials, default=0) if args.chosen_from else args.tune
     lines = ["# The papers' ablation tables, equally tuned", ""]
-    if not run_benchmarks.is_full_budget(args):
-        lines += [f"**smoke test: not converged/tuned enough to rank models** (budget: {args.tune} trials, "
+    budget = argparse.Namespace(**dict(vars(args), tune=tuned))
+    if not run_benchmarks.is_full_budget(budget) or args.rows:
+        lines += [f"**smoke test: not converged/tuned enough to rank models** (budget: {tuned} trials, "
                   f"{args.repeats} seeds, {args.epochs} epochs at most)", ""]
+    if args.chosen_from:
+        protocol_line = (
+            f"- protocol: no row is tuned here. Every row takes the configuration that the tuned comparison of "
+            f"`benchmarks/run_benchmarks.py` ({tuned} Hyperopt trials per model, chosen on validation NDCG@10 "
+            f"only) chose for the table's model, with the row's switches on top, and {BASELINE} its own chosen "
+            f"configuration; each is trained with early stopping (epoch cap {args.epochs}) and tested on "
+            f"{args.repeats} seed(s). One tuned configuration for all rows of a table can favour the full "
+            "model; the 'inherited' column shows it"
+        )
+    else:
+        protocol_line = (
+            f"- protocol: every row and {BASELINE} get {args.tune} Hyperopt trials (RecBole HyperTuning) over "
+            "the model's search space minus the row's switches, chosen on validation NDCG@10 only, early "
+            f"stopping, epoch cap {args.epochs}; the chosen configuration tested on {args.repeats} seed(s)"
+        )
     lines += ["Written by `benchmarks/paper_tables.py`; nothing in this file is typed by hand.", "",
               f"- command: `{command}`",
               f"- wall time: {(finished - started).total_seconds() / 60:.1f} min ({started:%Y-%m-%d %H:%M} UTC)",
-              f"- protocol: every row and {BASELINE} get {args.tune} Hyperopt trials (RecBole HyperTuning) over "
-              "the model's search space minus the row's switches, chosen on validation NDCG@10 only, early "
-              f"stopping, epoch cap {args.epochs}; the chosen configuration tested on {args.repeats} seed(s)",
+              protocol_line,
               "- shared setting: " + ", ".join(f"{k}={v}" for k, v in run_benchmarks.shared_overrides(args).items()
                                                if k not in ("show_progress", "state")),
               "- paper orderings: from each paper's table values, or its text where it gives a figure only",

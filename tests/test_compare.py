@@ -506,6 +506,49 @@ def test_paper_tables_plumbing_one_table_two_rows(tmp_path):
     assert any(line.startswith("| (2) MF+S | (1) MF |") and f"| {agrees} |" in line for line in page.splitlines())
 
 
+def _fake_tuned_comparison(folder, hidden_size=8):
+    """A run_benchmarks.py work folder whose tuned comparison chose these values."""
+    (folder / "synthetic").mkdir(parents=True)
+    chosen = {"SASRec": {"learning_rate": 0.0042}, "MAGNN": {"learning_rate": 0.0071, "memory_slots": 5}}
+    source = {"setting": {"overrides": {"hidden_size": hidden_size, "epochs": 1}},
+              "models": {label: {"chosen": values, "trials": [{}] * 8} for label, values in chosen.items()}}
+    (folder / "synthetic" / "comparison.json").write_text(json.dumps(source))
+
+
+def test_paper_tables_rows_inherit_the_tuned_choice_and_magnn_runs_both_protocols(tmp_path):
+    paper_tables = _load_paper_tables()
+    _fake_tuned_comparison(tmp_path / "results")
+    output = tmp_path / "PAPER_TABLES.md"
+    argv = ["--tables", "magnn-table3", "--rows", "2", "--datasets", "synthetic", "--repeats", "1", "--epochs", "1",
+            "--hidden-size", "8", "--max-len", "10", "--batch-size", "2048", "--chosen-from", str(tmp_path / "results"),
+            "--work-dir", str(tmp_path / "work"), "--output", str(output)]
+    assert paper_tables.main(argv) == 0
+    page = output.read_text()
+    assert "no row is tuned here" in page and "| inherited |" in page
+    assert "**smoke test" in page  # --rows cuts the table: never a full page
+    for folder in ("magnn-table3-synthetic", "magnn-table3-synthetic-magnn"):
+        runs = tmp_path / "work" / folder / "runs"
+        sasrec = json.load(open(runs / "SASRec-seed2020.json"))
+        assert sasrec["config"]["learning_rate"] == 0.0042
+        for label, variant in (("(1) MF", "mf"), ("(2) MF+S", "mf_s")):
+            run = json.load(open(runs / f"{compare._safe_file_name(label)}-seed2020.json"))
+            assert run["config"]["learning_rate"] == 0.0071 and run["config"]["memory_slots"] == 5
+            assert run["config"]["variant"] == variant  # the row's own switch on top of the choice
+        protocol = json.load(open(tmp_path / "work" / folder / "comparison.json"))["setting"]["eval_protocol"]
+        assert protocol == ("magnn" if folder.endswith("-magnn") else "next_item")
+    assert "## MA-GNN Table 3 (architecture) on synthetic, eval_protocol magnn" in page
+
+
+def test_paper_tables_refuse_a_tuned_comparison_of_another_setting(tmp_path):
+    paper_tables = _load_paper_tables()
+    _fake_tuned_comparison(tmp_path / "results", hidden_size=64)
+    argv = ["--tables", "magnn-table3", "--rows", "1", "--datasets", "synthetic", "--hidden-size", "8", "--epochs", "1",
+            "--chosen-from", str(tmp_path / "results"), "--work-dir", str(tmp_path / "work"),
+            "--output", str(tmp_path / "P.md")]
+    with pytest.raises(ValueError, match="tuned with hidden_size=64, this run has 8"):
+        paper_tables.main(argv)
+
+
 def test_models_must_share_the_evaluation_protocol():
     base = {key: None for key in compare.SHARED_SETTING_KEYS}
     compare.check_shared_setting({"SASRec": dict(base, eval_protocol="dgsr"), "DGSR": dict(base, eval_protocol="dgsr")})
