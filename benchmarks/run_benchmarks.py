@@ -185,30 +185,37 @@ def last_event_is_query(dataset, overrides):
     return dict(zip(users.tolist(), last.tolist()))
 
 
-def query_split(comparison, output_dir, flags, metric=MAIN_METRIC):
+def query_split(comparison, output_dir, flags, metric=MAIN_METRIC, baseline=None):
     """Per model: mean over seeds of ``metric`` on the 'last event is a query' users and on the
-    others, with the group sizes."""
+    others, with the group sizes and, against ``baseline``, the paired test within each group."""
     import numpy as np
 
-    from recbole_ext.compare import _safe_file_name, load_per_user
+    from recbole_ext import stats
+    from recbole_ext.compare import _safe_file_name, load_per_user, pooled_pairs
 
-    split = {}
+    baseline = baseline or comparison.get("baseline")
+    per_group = {}  # label -> group -> {seed: {"users", metric}}
     for label, model in comparison["models"].items():
-        groups = {"query": [], "item": []}
-        sizes = {}
         for seed in model["seeds"]:
             values = load_per_user(os.path.join(output_dir, "runs", f"{_safe_file_name(label)}-seed{seed}.npz"))
             if values is None or metric not in values:
                 continue
             is_query = np.array([flags.get(u, False) for u in values["users"].tolist()])
             for name, mask in (("query", is_query), ("item", ~is_query)):
-                groups[name].append(float(values[metric][mask].mean()) if mask.any() else None)
-                sizes[name] = int(mask.sum())
-        if groups["query"]:
-            split[label] = {
-                name: {"mean": _mean([v for v in groups[name] if v is not None]), "users": sizes.get(name, 0)}
-                for name in groups
-            }
+                per_group.setdefault(label, {}).setdefault(name, {})[seed] = {
+                    "users": values["users"][mask], metric: values[metric][mask]}
+    split = {}
+    for label, groups in per_group.items():
+        split[label] = {}
+        for name in ("query", "item"):
+            by_seed = groups.get(name, {})
+            means = [float(v[metric].mean()) for v in by_seed.values() if len(v[metric])]
+            cell = {"mean": _mean(means), "users": len(next(iter(by_seed.values()))["users"]) if by_seed else 0}
+            if label != baseline and baseline in per_group:
+                pairs = pooled_pairs(by_seed, per_group[baseline].get(name, {}), metric)
+                if pairs is not None and len(pairs[0]):
+                    cell.update(stats.compare_paired(*pairs))
+            split[label][name] = cell
     return split
 
 
@@ -329,7 +336,59 @@ def _change_text(cell):
     return text
 
 
-def dataset_section(dataset, models, comparison, failures, split, wall, extension_models, plots):
+#: The bars a tuned table is read against: (model, what is claimed, least relative change of test
+#: NDCG@10 over SASRec, whether it must be significant). The first four are the comparison issue's
+#: bars on synthetic; each paper claims its model beats SASRec-type baselines on its own data.
+CLAIMS = [
+    ("QuerySeqRec", "at least +15% over SASRec, p < 0.05", 0.15, True),
+    ("EMBSR", "at least +10% over SASRec, p < 0.05", 0.10, True),
+    ("HUGT", "at least level with SASRec (not significantly below)", None, False),
+    ("DGSR", "at least level with SASRec (not significantly below)", None, False),
+    ("MAGNN", "above SASRec, p < 0.05 (the paper's claim)", 0.0, True),
+]
+
+
+def claim_holds(cell, least_change, significant):
+    """Whether a row's change against the baseline meets a claim; None when it was not measured."""
+    if not cell or cell.get("change") is None or cell.get("p_value") is None:
+        return None
+    if least_change is None:  # level: not significantly below
+        return cell["change"] >= 0 or cell["p_value"] >= 0.05
+    return cell["change"] >= least_change and (cell["p_value"] < 0.05 or not significant)
+
+
+def claims_lines(models, comparison):
+    results = (comparison or {}).get("models", {})
+    rows = [c for c in CLAIMS if c[0] in models and c[0] in results]
+    if not rows:
+        return []
+    lines = [f"The bars these results are read against (test NDCG@10 against {BASELINE}; computed, not typed):", "",
+             "| model | claim | ours | holds |", "|---|---|---|---|"]
+    for label, text, least, significant in rows:
+        cell = results[label]["test"].get(MAIN_METRIC)
+        holds = claim_holds(cell, least, significant)
+        verdict = "-" if holds is None else ("yes" if holds else "**no**")
+        lines.append(f"| {label} | {text} | {_change_text(cell)} | {verdict} |")
+    return lines + [""]
+
+
+def epochs_by_model(records):
+    """``{model: (epochs trained per seed run, how many of them)}`` of the chosen configurations' runs."""
+    found = {}
+    for record in records.get("runs", []):
+        found.setdefault(record.get("model"), []).append(record.get("epochs_trained"))
+    return found
+
+
+def _epochs_text(epochs, cap):
+    epochs = [e for e in epochs or [] if e is not None]
+    if not epochs:
+        return "-"
+    return f"{_mean(epochs):.1f} ({sum(e >= cap for e in epochs)}/{len(epochs)})"
+
+
+def dataset_section(dataset, models, comparison, failures, split, wall, extension_models, plots, records=None,
+                    epoch_cap=None):
     lines = [f"## {dataset}", ""]
     lines.append(f"- wall time of this dataset: {wall / 60:.1f} min")
     if comparison:
@@ -345,24 +404,29 @@ def dataset_section(dataset, models, comparison, failures, split, wall, extensio
         )
     lines += [
         "",
-        f"| model | kind | test NDCG@10 | vs {BASELINE} | test HR@10 | valid NDCG@10 | s/epoch | parameters | status |",
-        "|---|---|---|---|---|---|---|---|---|",
+        f"| model | kind | test NDCG@10 | vs {BASELINE} | test HR@10 | valid NDCG@10 | s/epoch | epochs (at cap) "
+        "| parameters | status |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
+    epochs = epochs_by_model(records or {})
     results = (comparison or {}).get("models", {})
     for label in models:
         kind = "extension" if label in extension_models else "RecBole"
         row = results.get(label)
         if row is None:
-            lines.append(f"| {label} | {kind} | - | - | - | - | - | - | {failures.get(label, 'failed').replace('|', '/')} |")
+            lines.append(f"| {label} | {kind} | - | - | - | - | - | - | - | {failures.get(label, 'failed').replace('|', '/')} |")
             continue
         status = failures.get(label, "ok").replace("|", "/")
         lines.append(
             f"| {label} | {kind} | {_mean_std_text(row['test'].get('ndcg@10'))} | "
             f"{_change_text(row['test'].get('ndcg@10'))} | {_mean_std_text(row['test'].get('hit@10'))} | "
             f"{_mean_std_text(row['valid'].get('ndcg@10'))} | {_fmt(row.get('seconds_per_epoch'), 2)} | "
+            f"{_epochs_text(epochs.get(row.get('model') or label), epoch_cap or 0)} | "
             f"{row.get('num_parameters') or 0:,} | {status} |"
         )
-    lines.append("")
+    lines += ["", f"epochs (at cap): mean epochs each seed's run trained before early stopping (patience on "
+              "validation), and how many runs reached the epoch cap instead (those may not have converged).", ""]
+    lines += claims_lines(models, comparison)
     tuned = {label: results[label] for label in models if "searched" in results.get(label, {})}
     if tuned:
         lines += [
@@ -381,14 +445,15 @@ def dataset_section(dataset, models, comparison, failures, split, wall, extensio
         lines += [
             "Test NDCG@10 by the last input event of the test example (users: "
             f"{some['query']['users']} whose last event is a query, {some['item']['users']} an item; "
-            "mean over seeds):",
+            f"mean over seeds; against {BASELINE} the same paired test within each group):",
             "",
-            "| model | last event a query | last event an item |",
-            "|---|---|---|",
+            f"| model | last event a query | vs {BASELINE} | last event an item | vs {BASELINE} |",
+            "|---|---|---|---|---|",
         ]
         for label in (m for m in models if m in split):
             groups = split[label]
-            lines.append(f"| {label} | {_fmt(groups['query']['mean'])} | {_fmt(groups['item']['mean'])} |")
+            lines.append(f"| {label} | {_fmt(groups['query']['mean'])} | {_change_text(groups['query'])} | "
+                         f"{_fmt(groups['item']['mean'])} | {_change_text(groups['item'])} |")
         lines.append("")
     for title, path in plots:
         lines += [f"![{title}]({path})", ""]
@@ -513,12 +578,14 @@ def main(argv=None):
         comparison, failures, wall, output_dir = run_dataset(models, dataset, args)
         split = {}
         if comparison and "QuerySeqRec" in models and "QuerySeqRec" in comparison["models"]:
-            split = query_split(comparison, output_dir, last_event_is_query(dataset, shared_overrides(args)))
+            split = query_split(comparison, output_dir, last_event_is_query(dataset, shared_overrides(args)),
+                                baseline=BASELINE)
         plots = write_plots(dataset, models, comparison, args.output) if comparison else []
         records = run_records(output_dir)
         compute_seconds += sum(r.get("wall_seconds", 0.0) for kind in records.values() for r in kind)
         estimate += estimate_full_seconds(comparison, records, args.tune, args.repeats) or 0.0
-        sections.append(dataset_section(dataset, models, comparison, failures, split, wall, set(EXTENSION_MODELS), plots))
+        sections.append(dataset_section(dataset, models, comparison, failures, split, wall, set(EXTENSION_MODELS), plots,
+                                        records, args.epochs))
         everything[dataset] = {"comparison": comparison, "failures": failures, "wall_seconds": wall, "query_split": split}
         print(f"[bench] {dataset}: {wall / 60:.1f} min, failures: {failures or 'none'}", flush=True)
     finished = datetime.datetime.now(datetime.timezone.utc)

@@ -296,9 +296,13 @@ def test_a_failing_model_becomes_a_row_and_a_full_budget_is_not_called_a_smoke_t
         },
     }
     failures = {"EMBSR": "failed (seed 1): ValueError: OPERATION_FIELD is not set"}
-    lines = bench.dataset_section("ml-100k", ["EMBSR", "HUGT"], comparison, failures, {}, 60.0, {"EMBSR", "HUGT"}, [])
-    assert "| EMBSR | extension | - | - | - | - | - | - | failed (seed 1): ValueError: OPERATION_FIELD is not set |" in lines
-    assert "| HUGT | extension | 0.2000 ± 0.0100 | +25.0% [+10.0, +40.0] p=0.001 * | - | - | 2.00 | 1,234 | ok |" in lines
+    records = {"runs": [{"model": "HUGT", "epochs_trained": 12}, {"model": "HUGT", "epochs_trained": 30}]}
+    lines = bench.dataset_section("ml-100k", ["EMBSR", "HUGT"], comparison, failures, {}, 60.0, {"EMBSR", "HUGT"}, [],
+                                  records, 30)
+    assert "| EMBSR | extension | - | - | - | - | - | - | - | failed (seed 1): ValueError: OPERATION_FIELD is not set |" in lines
+    # the epochs column: mean epochs trained, and how many runs reached the cap (here 1 of 2)
+    assert "| HUGT | extension | 0.2000 ± 0.0100 | +25.0% [+10.0, +40.0] p=0.001 * | - | - | 2.00 | 21.0 (1/2) | 1,234 | ok |" in lines
+    assert "| HUGT | at least level with SASRec (not significantly below) | +25.0% [+10.0, +40.0] p=0.001 * | yes |" in lines
     full = bench.build_parser().parse_args([])
     assert bench.is_full_budget(full) and not bench.is_full_budget(bench.build_parser().parse_args(["--tune", "2"]))
 
@@ -314,9 +318,25 @@ def test_query_split_groups_users_by_their_last_input_event(tmp_path):
     is_query = np.array([flags[u] for u in users])
     values = np.where(is_query, 0.5, 0.1)
     compare.save_per_user(str(runs / "A-seed1.npz"), {"users": users[::-1], "ndcg@10": values[::-1]})
-    split = bench.query_split({"models": {"A": {"seeds": [1]}}}, str(tmp_path), flags)
-    assert split["A"]["query"] == {"mean": 0.5, "users": int(is_query.sum())}
-    assert split["A"]["item"] == {"mean": pytest.approx(0.1), "users": int((~is_query).sum())}
+    # a baseline B that is better on the item-ended users only: the paired test runs within each group
+    base = np.where(is_query, 0.1, 0.3) + np.linspace(0, 0.01, len(users))
+    compare.save_per_user(str(runs / "B-seed1.npz"), {"users": users, "ndcg@10": base})
+    split = bench.query_split({"baseline": "B", "models": {"A": {"seeds": [1]}, "B": {"seeds": [1]}}}, str(tmp_path), flags)
+    assert split["A"]["query"]["mean"] == 0.5 and split["A"]["query"]["users"] == int(is_query.sum())
+    assert split["A"]["item"]["mean"] == pytest.approx(0.1) and split["A"]["item"]["users"] == int((~is_query).sum())
+    assert split["A"]["query"]["change"] > 3 and split["A"]["query"]["p_value"] < 1e-6
+    assert split["A"]["item"]["change"] < -0.6 and split["A"]["item"]["p_value"] < 1e-6
+    assert "change" not in split["B"]["query"]
+
+
+def test_the_claims_are_read_from_the_measured_change_and_its_test():
+    bench = _load_benchmark_script()
+    assert bench.claim_holds({"change": 0.2, "p_value": 0.01}, 0.15, True)
+    assert not bench.claim_holds({"change": 0.2, "p_value": 0.2}, 0.15, True)  # not significant
+    assert not bench.claim_holds({"change": 0.1, "p_value": 0.001}, 0.15, True)  # too small
+    assert bench.claim_holds({"change": -0.03, "p_value": 0.4}, None, False)  # level: within noise
+    assert not bench.claim_holds({"change": -0.03, "p_value": 0.01}, None, False)  # significantly below
+    assert bench.claim_holds({"change": None}, 0.1, True) is None
 
 
 def test_benchmarks_test_the_best_validation_checkpoint(tmp_path):
