@@ -16,7 +16,8 @@ orderings are data in :data:`TABLES` (from the papers' tables and text; see
 /work/shared/MODEL_NOTES.md); nothing in the page is typed by hand.
 
 Budget flags are those of ``run_benchmarks.py``; a page made with less than its full budget says
-it is a smoke test. Records stay under ``--work-dir`` so a rerun resumes.
+it is a smoke test. Records stay under ``--work-dir``, one folder per dataset and protocol shared by
+the tables (SASRec, and a row several tables hold, train once), so a rerun resumes.
 
 Tuning every row separately costs a table's rows times the results page's tuning. With
 ``--chosen-from <run_benchmarks.py --work-dir>`` no row is tuned here: every row takes the
@@ -196,12 +197,19 @@ def section_key(table, dataset, protocol):
     return f"{table['key']}-{dataset}" + (f"-{protocol}" if protocol else "")
 
 
+def runs_folder(args, dataset, protocol):
+    """One folder of run records per dataset and protocol, shared by the tables: SASRec and a row
+    that several tables hold (same label, same switches) are trained once. A label that two tables
+    use for different switches is refused by the record check of ``run_one``."""
+    return os.path.join(os.path.abspath(args.work_dir), dataset + (f"-{protocol}" if protocol else ""))
+
+
 def run_table(table, dataset, args, protocol=None, chosen=None):
     """The comparison of one table's rows and SASRec on ``dataset`` (tuned here, or from ``chosen``);
     returns ``(comparison dict or None, output folder, wall seconds, error text or None)``."""
     from recbole_ext.compare import run_comparison
 
-    output_dir = os.path.join(os.path.abspath(args.work_dir), section_key(table, dataset, protocol))
+    output_dir = runs_folder(args, dataset, protocol)
     overrides = run_benchmarks.shared_overrides(args)
     if protocol:
         overrides["eval_protocol"] = protocol

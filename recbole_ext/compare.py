@@ -289,6 +289,10 @@ def _same(a, b):
     return json.dumps(a, sort_keys=True, default=str) == json.dumps(b, sort_keys=True, default=str)
 
 
+def _as_json(values):
+    return json.loads(json.dumps(values, sort_keys=True, default=str))
+
+
 def run_one(model, dataset, config_files, config_dict, record_file, setting_id, chosen=None, label=None):
     """Train and test one (entry, seed) unless its record exists; return the record. The per-user
     test values land beside the record (``.npz``) before the record itself, so a record means done."""
@@ -303,6 +307,14 @@ def run_one(model, dataset, config_files, config_dict, record_file, setting_id, 
                 f"record {record_file} was made under a different setting or chosen configuration; "
                 "pass another --output_dir (records are never overwritten)"
             )
+        # an entry's own fixed keys (a variant's switches) are not in the setting digest
+        asked = _as_json(config_dict)
+        for key, value in (record.get("requested") or {}).items():
+            if key != "seed" and asked.get(key) != value:
+                raise ResumeConflictError(
+                    f"record {record_file} was made with {key}={value!r}, this run asks {asked.get(key)!r}; "
+                    "pass another --output_dir (records are never overwritten)"
+                )
         print(f"[compare] skipped {label or model} seed {config_dict['seed']}: record {record_file} exists", flush=True)
         return record
     print(f"[compare] training {label or model} seed {config_dict['seed']}", flush=True)
@@ -315,6 +327,7 @@ def run_one(model, dataset, config_files, config_dict, record_file, setting_id, 
     record["seed"] = config_dict["seed"]
     record["setting_digest"] = setting_id
     record["chosen"] = chosen
+    record["requested"] = _as_json(config_dict)
     if record.get("checkpoint"):
         save_per_user(per_user_file(record_file), per_user_test_values(record["checkpoint"]))
     write_json_atomically(record_file, record)

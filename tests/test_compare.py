@@ -510,7 +510,7 @@ def test_paper_tables_plumbing_one_table_two_rows(tmp_path):
     page = output.read_text()
     assert "**smoke test: not converged/tuned enough to rank models**" in page
     assert "## MA-GNN Table 3 (architecture) on synthetic" in page
-    folder = tmp_path / "work" / "magnn-table3-synthetic"
+    folder = tmp_path / "work" / "synthetic"
     result = json.load(open(folder / "comparison.json"))
     assert set(result["models"]) == {"SASRec", "(1) MF", "(2) MF+S"}
     # each row ran its own variant of the model
@@ -546,7 +546,7 @@ def test_paper_tables_rows_inherit_the_tuned_choice_and_magnn_runs_both_protocol
     page = output.read_text()
     assert "no row is tuned here" in page and "| inherited |" in page
     assert "**smoke test" in page  # --rows cuts the table: never a full page
-    for folder in ("magnn-table3-synthetic", "magnn-table3-synthetic-magnn"):
+    for folder in ("synthetic", "synthetic-magnn"):
         runs = tmp_path / "work" / folder / "runs"
         sasrec = json.load(open(runs / "SASRec-seed2020.json"))
         assert sasrec["config"]["learning_rate"] == 0.0042
@@ -557,6 +557,24 @@ def test_paper_tables_rows_inherit_the_tuned_choice_and_magnn_runs_both_protocol
         protocol = json.load(open(tmp_path / "work" / folder / "comparison.json"))["setting"]["eval_protocol"]
         assert protocol == ("magnn" if folder.endswith("-magnn") else "next_item")
     assert "## MA-GNN Table 3 (architecture) on synthetic, eval_protocol magnn" in page
+
+
+def test_a_label_several_tables_share_has_one_set_of_switches():
+    """Tables share their dataset's run records by label, so a label must mean one configuration."""
+    switches = {}
+    for table in _load_paper_tables().TABLES:
+        for label, row, _ in table["rows"]:
+            assert switches.setdefault((table["model"], label), row) == row, label
+
+
+def test_a_record_made_with_other_fixed_keys_is_refused(tmp_path):
+    config = tiny_config_dict(epochs=1)
+    record_file = str(tmp_path / "runs" / "SASRec-seed2020.json")
+    config["checkpoint_dir"] = str(tmp_path / "saved")
+    compare.run_one("SASRec", "synthetic", None, dict(config), record_file, "digest")
+    assert compare.run_one("SASRec", "synthetic", None, dict(config), record_file, "digest")["seed"] == config["seed"]
+    with pytest.raises(compare.ResumeConflictError, match="made with n_layers=1, this run asks 2"):
+        compare.run_one("SASRec", "synthetic", None, dict(config, n_layers=2), record_file, "digest")
 
 
 def test_paper_tables_refuse_a_tuned_comparison_of_another_setting(tmp_path):
