@@ -374,6 +374,9 @@ def test_model_specs_with_variants_keep_commas_inside_brackets():
 def test_search_spaces_and_the_default_space(tmp_path, monkeypatch):
     assert compare.space_file("HUGT").endswith("hyper/HUGT.hyper")
     assert compare.space_file("GRU4Rec") == compare.DEFAULT_SPACE_FILE
+    # the baseline searches its dropouts too, not only the learning rate
+    sasrec = {p[0] for p in compare.search_space("SASRec")[0]}
+    assert sasrec == {"learning_rate", "hidden_dropout_prob", "attn_dropout_prob"}
     from recbole_ext.tuning import read_params_file
 
     (name, kind, (low, high)), *_ = read_params_file(compare.DEFAULT_SPACE_FILE)
