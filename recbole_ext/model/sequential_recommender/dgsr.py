@@ -89,15 +89,16 @@ class EdgeList:
         out_degree = torch.bincount(self.src)[self.src]
         self.gcn_norm = torch.rsqrt((in_degree * out_degree).to(torch.get_default_dtype()))
 
-    def select(self, max_hop, live):
+    def select(self, max_hop, live, src_position):
         """The edges whose destination is within ``max_hop`` hops of the user (hop pruning).
 
         ``live`` (sorted flat indices) are exactly those destination rows; the returned edges'
-        ``dst`` is renumbered to positions in ``live``, so messages are computed for live rows only.
+        ``dst`` is renumbered to positions in ``live``, so messages are computed for live rows only,
+        and ``src`` through ``src_position`` (flat index -> row of the other type's current states).
         """
         keep = self.dst_hop <= max_hop
         sub = EdgeList.__new__(EdgeList)
-        sub.order, sub.src, sub.dst_hop = self.order[keep], self.src[keep], self.dst_hop[keep]
+        sub.order, sub.src, sub.dst_hop = self.order[keep], src_position[self.src[keep]], self.dst_hop[keep]
         sub.gcn_norm = self.gcn_norm[keep]
         sub.dst = torch.searchsorted(live, self.dst[keep])
         return sub
@@ -266,12 +267,29 @@ def _distinct_sequences(rows, lengths, starts, sources, dst):
     return rows[first], (group, rows)
 
 
+def dropout_rows(dropout, states, rows, total):
+    """``dropout(full)[rows]`` for a [total, d] tensor ``full`` whose rows ``rows`` are ``states``.
+
+    The noise is drawn for all ``total`` rows, as ``nn.Dropout`` draws it (ATen's CPU dropout:
+    ``bernoulli_(1 - p)`` on a tensor of the input's shape, divided by ``1 - p``), so the random
+    stream and every kept row's mask are those of dropping out the full tensor; only the rows still
+    read are multiplied. (On CUDA, ``nn.Dropout`` uses a fused kernel with its own stream.)
+    """
+    p = dropout.p
+    if not dropout.training or p == 0 or total == 0:
+        return states
+    if p == 1:
+        return states * 0.0
+    noise = states.new_empty(total, states.size(-1)).bernoulli_(1 - p).div_(1 - p)
+    return states * noise[rows]
+
+
 class DGANLayer(nn.Module):
     """Dynamic graph attention layer: updates the live user and item rows of a batch of sub-graphs.
 
-    States are flat [nodes, d] tensors (example-major); ``live_users``/``live_items`` are the rows
-    still within reach of their example's user after this layer (hop pruning): every other row
-    keeps its previous state, which nothing downstream reads.
+    States are flat [rows, d] tensors (example-major) of the rows still read (hop pruning: after
+    layer l only rows within L - l hops can reach their example's user); ``live_users``/
+    ``live_items`` index the rows this layer updates, and only those are returned.
     """
 
     def __init__(self, hidden_size, max_neighbors, propagation, aggregation, local_mode, hidden_dropout, attn_dropout):
@@ -288,22 +306,23 @@ class DGANLayer(nn.Module):
 
     @staticmethod
     def _update(linear, messages, states, live):
-        """tanh(W [messages || state]) on the live rows (``messages`` [live, .]); rows without
+        """tanh(W [messages || state]) of the live rows (``messages`` [live, .]); rows without
         in-edges aggregate zeros."""
-        if live.numel() == 0:
-            return states
-        updated = torch.tanh(linear(torch.cat([messages, states[live]], dim=-1)))
-        return states.index_copy(0, live, updated)
+        return torch.tanh(linear(torch.cat([messages, states[live]], dim=-1)))
 
-    def forward(self, user_states, item_states, user_edges, item_edges, live_users, live_items, embeddings=None):
-        """``*_edges``: the live rows' in-edges, ``dst`` numbered by position in ``live_*``.
+    def forward(self, user_states, item_states, user_edges, item_edges, live_users, live_items, rows, embeddings=None):
+        """The live rows' new states (users, items).
 
+        ``*_edges``: the live rows' in-edges, ``dst`` numbered by position in ``live_*``, ``src`` by
+        row of the other type's states. ``rows`` = (user rows, user total, item rows, item total):
+        the flat indices of the state rows among all nodes of the batch (dropout is drawn for all).
         ``embeddings`` (layer 1: the states are embeddings): (user table, user ids of the state rows,
         item table, item ids); the GRU then reads the tables by global id and runs each distinct
         neighbour sequence of the batch once.
         """
-        user_x = self.user_encoder(self.dropout(user_states))
-        item_x = self.item_encoder(self.dropout(item_states))
+        user_rows, user_total, item_rows, item_total = rows
+        user_x = self.user_encoder(dropout_rows(self.dropout, user_states, user_rows, user_total))
+        item_x = self.item_encoder(dropout_rows(self.dropout, item_states, item_rows, item_total))
         if embeddings is None:
             user_gru = (item_states, user_edges.src, False)
             item_gru = (user_states, item_edges.src, False)
@@ -316,7 +335,7 @@ class DGANLayer(nn.Module):
         )
         new_users = self._update(self.user_update, user_messages, user_states, live_users)
         if live_items.numel() == 0:
-            return new_users, item_states
+            return new_users, item_states[:0]
         item_messages = self.users_to_item(
             item_x[live_items], user_x[item_edges.src], *item_gru[:2], item_edges, live_items.numel(), item_gru[2]
         )
@@ -399,18 +418,31 @@ class DGSR(SequentialRecommender):
         # the example's user is user node 0
         roots = user_map[torch.arange(batch, device=user_nodes.device) * width_users]
         readout = [user_states[roots]] if self.readout_with_h0 else []
+        totals = (user_ids.numel(), item_ids.numel())
+        # the flat indices of the current state rows (all nodes before layer 1) and their positions
+        user_rows = torch.arange(totals[0], device=user_nodes.device)
+        item_rows = torch.arange(totals[1], device=user_nodes.device)
+        user_position = user_rows.clone()
+        item_position = item_rows.clone()
         for depth, layer in enumerate(self.layers, start=1):
             # hop pruning: after layer l only rows within L - l hops can still reach the user
             reach = self.n_layers - depth
             live_users = torch.nonzero(flat_user_hops <= reach, as_tuple=True)[0]
             live_items = torch.nonzero(flat_item_hops <= reach, as_tuple=True)[0]
             user_states, item_states = layer(
-                user_states, item_states, user_edges.select(reach, live_users), item_edges.select(reach, live_items),
-                live_users, live_items,
+                user_states, item_states,
+                user_edges.select(reach, live_users, item_position), item_edges.select(reach, live_items, user_position),
+                user_position[live_users], item_position[live_items], (user_rows, totals[0], item_rows, totals[1]),
                 (self.user_embedding.weight, user_ids, self.item_embedding.weight, item_ids)
                 if depth == 1 and self.dedup_first_layer else None,
             )
-            readout.append(user_states[roots])
+            # the next layer's states are this layer's live rows
+            user_rows, item_rows = live_users, live_items
+            user_position = torch.full_like(user_position, -1).index_copy_(
+                0, live_users, torch.arange(live_users.numel(), device=live_users.device))
+            item_position = torch.full_like(item_position, -1).index_copy_(
+                0, live_items, torch.arange(live_items.numel(), device=live_items.device))
+            readout.append(user_states[user_position[roots]])
         return self.prediction(torch.cat(readout, dim=-1))
 
     def calculate_loss(self, interaction):
