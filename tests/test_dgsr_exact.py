@@ -342,3 +342,17 @@ def test_dropout_of_kept_rows_is_nn_dropout_of_all_rows():
     assert torch.equal(got, expected) and torch.equal(got_next, expected_next)
     assert not torch.equal(got, full[rows])  # some entries were dropped
     assert torch.equal(dropout_rows(dropout.eval(), full[rows], rows, full.size(0)), full[rows])
+
+
+# test and best-validation NDCG@10 of the code before the cost work (commit 385434b), with the yaml's
+# dropout (0.3) on: the random stream is unchanged, so training is too
+PRE_COST_WORK_NDCG = {2: (0.0055, 0.0206), 3: (0.0122, 0.0171)}
+
+
+@pytest.mark.parametrize("n_layers", sorted(PRE_COST_WORK_NDCG))
+def test_same_seed_same_ndcg_with_dropout_as_before_the_cost_work(n_layers):
+    record = run_tiny("DGSR", "synthetic", user_inter_num_interval="[0,20]", embedding_size=16, n_layers=n_layers,
+                      epochs=2, worker=0)
+    test_ndcg, valid_ndcg = PRE_COST_WORK_NDCG[n_layers]
+    assert record["test_result"]["ndcg@10"] == pytest.approx(test_ndcg, abs=2e-4)
+    assert record["best_valid_result"]["ndcg@10"] == pytest.approx(valid_ndcg, abs=2e-4)
