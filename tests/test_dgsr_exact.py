@@ -2,6 +2,8 @@
 frozen copy of the padded implementation it replaced (commit f78b7d6), for L = 1, 2, 3 and every
 switch the rewrite kept; and a one-epoch run on ``synthetic`` gives the test NDCG@10 recorded
 with the old code (same seed, dropout off so that no random draw depends on the tensor layout).
+The cost work that followed (the unpadded GRU, the layer-1 GRU once per distinct neighbour sequence,
+dropout of the rows still read) is exact in training too: same seed, same outputs and gradients.
 """
 
 import math
@@ -254,5 +256,103 @@ def test_same_seed_same_ndcg_as_the_padded_implementation(n_layers):
                       attn_dropout_prob=0.0, time_window="all", neighbour_cap=0,  # the old sub-graphs
                       learning_rate=0.01)  # the yaml value when the figures were recorded
     test_ndcg, valid_ndcg = PRE_REWRITE_NDCG[n_layers]
+    assert record["test_result"]["ndcg@10"] == pytest.approx(test_ndcg, abs=2e-4)
+    assert record["best_valid_result"]["ndcg@10"] == pytest.approx(valid_ndcg, abs=2e-4)
+
+
+# ---------------------------------------------------------------- the cost work of issue 13 is exact
+
+
+def _loss_and_grads(model, batch, seed):
+    torch.manual_seed(seed)
+    model.zero_grad()
+    user_vector = model.forward(batch)
+    loss = nn.functional.cross_entropy(user_vector @ model.item_embedding.weight.t(), batch[model.POS_ITEM_ID])
+    loss.backward()
+    return user_vector.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+@pytest.mark.parametrize("n_layers", [2, 3])
+def test_first_layer_runs_each_distinct_sequence_once_exactly_in_training(synthetic_prepared, monkeypatch, n_layers):
+    """With dropout on (training), the layer-1 GRU run once per distinct neighbour sequence gives the
+    outputs and gradients of running every row, for the same seed; a different seed differs."""
+    import recbole_ext.model.sequential_recommender.dgsr as dgsr
+
+    batch, model = _batch_and_model(synthetic_prepared, n_layers, {"hidden_dropout_prob": 0.3, "attn_dropout_prob": 0.3})
+    model.train()
+    merged = []
+    original = dgsr._distinct_sequences
+
+    def counting(rows, *args):
+        representatives, groups = original(rows, *args)
+        merged.append(rows.numel() - representatives.numel())
+        return representatives, groups
+
+    monkeypatch.setattr(dgsr, "_distinct_sequences", counting)
+    out, grads = _loss_and_grads(model, batch, seed=3)
+    assert merged and sum(merged) > 0, "the test batch must hold repeated neighbour sequences"
+    model.dedup_first_layer = False
+    ref_out, ref_grads = _loss_and_grads(model, batch, seed=3)
+    torch.testing.assert_close(out, ref_out, rtol=1e-5, atol=1e-6)
+    assert set(grads) == set(ref_grads)
+    for name, grad in ref_grads.items():
+        torch.testing.assert_close(grads[name], grad, rtol=1e-4, atol=1e-6, msg=name)
+    other_seed, _ = _loss_and_grads(model, batch, seed=4)
+    assert not torch.allclose(other_seed, ref_out)
+
+
+def test_distinct_sequences_survive_a_hash_collision(synthetic_prepared, monkeypatch):
+    """Every sequence hashing alike (zero weights) falls back to comparing whole sequences: still exact."""
+    import recbole_ext.model.sequential_recommender.dgsr as dgsr
+
+    batch, model = _batch_and_model(synthetic_prepared, 3, {})
+
+    class ZeroWeights(dict):
+        def get(self, key, default=None):
+            return torch.zeros(key[0] + 1, dtype=torch.long)
+
+    groups = []
+    original = dgsr._distinct_sequences
+
+    def counting(rows, *args):
+        representatives, grouping = original(rows, *args)
+        groups.append(representatives.numel())
+        return representatives, grouping
+
+    with torch.no_grad():
+        expected = reference_user_vector(model, batch, "dgsr", "global_local", "gru", synthetic_prepared[0]["max_neighbors"])
+        monkeypatch.setattr(dgsr, "_HASH_WEIGHTS", ZeroWeights())
+        monkeypatch.setattr(dgsr, "_distinct_sequences", counting)
+        torch.testing.assert_close(model.forward(batch), expected, rtol=1e-5, atol=1e-6)
+    # one hash for every sequence, yet several groups: the exact comparison decided
+    assert groups and all(count > 1 for count in groups)
+
+
+def test_dropout_of_kept_rows_is_nn_dropout_of_all_rows():
+    """Layers drop out only the rows still read, with the masks and random stream of nn.Dropout on all rows."""
+    from recbole_ext.model.sequential_recommender.dgsr import dropout_rows
+
+    full = torch.randn(40, 6)
+    rows = torch.tensor([1, 5, 6, 30, 39])
+    dropout = nn.Dropout(0.3).train()
+    torch.manual_seed(11)
+    expected, expected_next = dropout(full)[rows], torch.rand(3)
+    torch.manual_seed(11)
+    got, got_next = dropout_rows(dropout, full[rows], rows, full.size(0)), torch.rand(3)
+    assert torch.equal(got, expected) and torch.equal(got_next, expected_next)
+    assert not torch.equal(got, full[rows])  # some entries were dropped
+    assert torch.equal(dropout_rows(dropout.eval(), full[rows], rows, full.size(0)), full[rows])
+
+
+# test and best-validation NDCG@10 of the code before the cost work (commit 385434b), with the yaml's
+# dropout (0.3) on: the random stream is unchanged, so training is too
+PRE_COST_WORK_NDCG = {2: (0.0055, 0.0206), 3: (0.0122, 0.0171)}
+
+
+@pytest.mark.parametrize("n_layers", sorted(PRE_COST_WORK_NDCG))
+def test_same_seed_same_ndcg_with_dropout_as_before_the_cost_work(n_layers):
+    record = run_tiny("DGSR", "synthetic", user_inter_num_interval="[0,20]", embedding_size=16, n_layers=n_layers,
+                      epochs=2, worker=0)
+    test_ndcg, valid_ndcg = PRE_COST_WORK_NDCG[n_layers]
     assert record["test_result"]["ndcg@10"] == pytest.approx(test_ndcg, abs=2e-4)
     assert record["best_valid_result"]["ndcg@10"] == pytest.approx(valid_ndcg, abs=2e-4)

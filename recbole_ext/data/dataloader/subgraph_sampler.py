@@ -193,8 +193,10 @@ def _scatter_rows(rows, node_set, local, batch, width, k, other_set, other_local
         valid = torch.cat([r[3] for r in rows])
         rel = torch.cat([r[4] for r in rows])
         row_local = node_set.lookup(local, examples, nodes)
-        nbr_local = other_set.lookup(other_local, examples.unsqueeze(1).expand_as(nbr), torch.where(valid, nbr, 0))
-        index[examples, row_local] = torch.where(valid, nbr_local, 0)
+        # only the real neighbours are looked up (most slots of item rows are padding)
+        nbr_local = torch.zeros_like(nbr)
+        nbr_local[valid] = other_set.lookup(other_local, examples.unsqueeze(1).expand_as(nbr)[valid], nbr[valid])
+        index[examples, row_local] = nbr_local
         order[examples, row_local] = rel
         if with_times:
             times[examples, row_local] = torch.where(valid, torch.cat([r[5] for r in rows]), 0.0)

@@ -17,9 +17,11 @@ cross-entropy over all items.
 
 Cost (exact, issue 13): the padded sub-graph tensors become flat edge lists (segment softmax and
 index_add_ from ``recbole_ext.model.layers``); layer l updates only the nodes within L - l hops of
-u (no other node can still reach u); the GRU runs over rows bucketed by their number of
-neighbours (bounds 1, 2, 4, ...). Outputs and gradients equal the padded implementation
-(``tests/test_dgsr_exact.py``). Nothing leaves the tensors' device.
+u (no other node can still reach u); the GRU (``nn.GRU``'s recurrence and parameters) runs without
+padding, over the rows still that long at each step, with its input projection computed once per
+neighbour node, and at layer 1, where inputs are embeddings, once per distinct neighbour sequence
+of the batch. Outputs and gradients equal the padded implementation (``tests/test_dgsr_exact.py``).
+Nothing leaves the tensors' device.
 
 Switches (``properties/model/DGSR.yaml``): ``propagation`` (dgsr / gat / gcn: DGSR-GAT and
 DGSR-GCN, with GCN's symmetric degree normalisation), ``aggregation`` (global_local / global /
@@ -59,19 +61,6 @@ def _positive_int(config, key, minimum):
     return value
 
 
-def _length_buckets(max_length):
-    """Upper bounds of the GRU's length buckets: 1, 2, 4, 8, ... and ``max_length``.
-
-    Measured on ml-100k (n = 50, L = 2, d = 32, batch 256, one thread), seconds per training step:
-    these bounds 0.82, bounds 1, 2, 3, 4, 6, 8, 12, ... 0.94, one bucket per length 2.7, a single
-    bucket padded to the longest row 3.6 (packed sequences were slower still).
-    """
-    bounds = [1]
-    while bounds[-1] * 2 < max_length:
-        bounds.append(bounds[-1] * 2)
-    return bounds + ([max_length] if max_length > 1 else [])
-
-
 class EdgeList:
     """One direction of the sub-graphs as a flat edge list, built once per batch from the padded rows.
 
@@ -100,15 +89,16 @@ class EdgeList:
         out_degree = torch.bincount(self.src)[self.src]
         self.gcn_norm = torch.rsqrt((in_degree * out_degree).to(torch.get_default_dtype()))
 
-    def select(self, max_hop, live):
+    def select(self, max_hop, live, src_position):
         """The edges whose destination is within ``max_hop`` hops of the user (hop pruning).
 
         ``live`` (sorted flat indices) are exactly those destination rows; the returned edges'
-        ``dst`` is renumbered to positions in ``live``, so messages are computed for live rows only.
+        ``dst`` is renumbered to positions in ``live``, so messages are computed for live rows only,
+        and ``src`` through ``src_position`` (flat index -> row of the other type's current states).
         """
         keep = self.dst_hop <= max_hop
         sub = EdgeList.__new__(EdgeList)
-        sub.order, sub.src, sub.dst_hop = self.order[keep], self.src[keep], self.dst_hop[keep]
+        sub.order, sub.src, sub.dst_hop = self.order[keep], src_position[self.src[keep]], self.dst_hop[keep]
         sub.gcn_norm = self.gcn_norm[keep]
         sub.dst = torch.searchsorted(live, self.dst[keep])
         return sub
@@ -131,7 +121,7 @@ class NeighbourAggregator(nn.Module):
             self.gat_query = nn.Linear(hidden_size, 1, bias=False)
             self.gat_key = nn.Linear(hidden_size, 1, bias=False)
         if self.use_local and local_mode == "gru":
-            self.gru = nn.GRU(hidden_size, hidden_size, batch_first=True)
+            self.gru = nn.GRU(hidden_size, hidden_size)  # time-major input [steps, rows, d]
         self.attn_dropout = nn.Dropout(attn_dropout)
         self.num_parts = int(self.use_global) + int(self.use_local)
 
@@ -153,59 +143,153 @@ class NeighbourAggregator(nn.Module):
         weights = self.attn_dropout(weights)
         return segment_sum(weights.unsqueeze(-1) * values, edges.dst, num_rows)
 
-    def short_term(self, neighbours, raw_neighbours, edges, num_rows):
+    def short_term(self, neighbours, gru_table, gru_sources, edges, num_rows, distinct_table=False):
         if self.local_mode == "last_attention":
             # the authors' code: attention keyed by the most recent neighbour (r = 0)
             last = segment_sum(neighbours * (edges.order == 0).unsqueeze(-1).to(neighbours.dtype), edges.dst, num_rows)
             scores = (neighbours * last[edges.dst]).sum(-1) * self.scale
             weights = self.attn_dropout(segment_softmax(scores, edges.dst, num_rows))
             return segment_sum(weights.unsqueeze(-1) * neighbours, edges.dst, num_rows)
-        return self._gru_last_states(raw_neighbours, edges, num_rows)
+        return self._gru_last_states(gru_table, gru_sources, edges, num_rows, distinct_table)
 
-    def _gru_last_states(self, inputs, edges, num_rows):
-        """Eq. 6: a GRU over each row's neighbours in time order (oldest first); its final state.
+    def _gru_last_states(self, table, sources, edges, num_rows, distinct_table=False):
+        """Eq. 6: ``nn.GRU`` over each row's neighbours in time order (oldest first); its final state.
 
-        Rows are bucketed by their number of neighbours (bucket bounds 1, 2, 4, 8, ..., the longest),
-        each bucket padded only to its bound: the GRU is causal, so the state read after a row's
-        last real neighbour never sees the padding.
+        Edge e's input is ``table[sources[e]]`` (the neighbour's previous state; the GRU reads it
+        without dropout). The same recurrence as ``self.gru``, computed without padding: the input
+        projection ``W_ih x + b_ih`` once per table row that some edge reads (not once per edge),
+        then one step per position, over the rows still that long (rows sorted by length, so the
+        active rows are a prefix and each row's final state is read when it ends).
+
+        ``distinct_table``: ``table`` holds one row per node (layer 1: the embedding table, indexed by
+        global ids), so rows with equal source sequences have equal final states, and each distinct sequence is run once (exact: the shared run's
+        gradient is the sum of its copies').
         """
-        out = inputs.new_zeros(num_rows, inputs.size(-1))
+        hidden = self.gru.hidden_size
         if edges.dst.numel() == 0:
-            return out
+            return table.new_zeros(num_rows, hidden)
+        device = edges.dst.device
         lengths = torch.bincount(edges.dst, minlength=num_rows)
         starts = torch.cumsum(lengths, 0) - lengths
         rows = torch.nonzero(lengths, as_tuple=True)[0]
-        row_lengths = lengths[rows]
-        bounds = torch.tensor(_length_buckets(int(row_lengths.max())), device=rows.device)
-        bucket = torch.bucketize(row_lengths, bounds)
-        padded_inputs = torch.cat([inputs, inputs.new_zeros(1, inputs.size(-1))])  # the last row is padding
-        for b in torch.unique(bucket).tolist():
-            members = rows[bucket == b]
-            width = int(bounds[b])
-            member_lengths = lengths[members]
-            steps = torch.arange(width, device=rows.device)
-            position = starts[members].unsqueeze(1) + steps
-            position = torch.where(steps < member_lengths.unsqueeze(1), position, inputs.size(0))
-            states, _ = self.gru(padded_inputs[position])
-            last = (member_lengths - 1).view(-1, 1, 1).expand(-1, 1, states.size(-1))
-            out[members] = states.gather(1, last).squeeze(1)
-        return out
+        inverse = None
+        if distinct_table:
+            rows, inverse = _distinct_sequences(rows, lengths, starts, sources, edges.dst)
+        run_lengths = lengths[rows]
+        by_length = torch.argsort(run_lengths, descending=True, stable=True)
+        rows, run_lengths = rows[by_length], run_lengths[by_length]
+        # active[t]: rows at least t + 1 long (a prefix of the sorted rows)
+        active = torch.bincount(run_lengths - 1).flip(0).cumsum(0).flip(0).tolist()
+        run_starts = starts[rows]
+        # the input projection of the table rows that are read, gathered per (step, active row)
+        read = torch.zeros(table.size(0), dtype=torch.bool, device=device)
+        read[sources] = True
+        read_rows = torch.nonzero(read, as_tuple=True)[0]
+        slot = torch.cumsum(read, 0) - 1
+        gates_in = nn.functional.linear(table[read_rows], self.gru.weight_ih_l0, self.gru.bias_ih_l0)
+        steps = torch.cat([run_starts[:count] + t for t, count in enumerate(active)])
+        step_gates = torch.split(gates_in[slot[sources[steps]]], active)
+        w_hh, b_hh = self.gru.weight_hh_l0, self.gru.bias_hh_l0
+        finals, state = [], None
+        for t, count in enumerate(active):
+            gi = step_gates[t]
+            # nn.GRU's cell; h_0 = 0, so the first step's hidden projection is the bias alone
+            previous = None if state is None else state[:count]
+            gh = b_hh.expand(count, -1) if previous is None else nn.functional.linear(previous, w_hh, b_hh)
+            reset, update = torch.sigmoid(gi[:, : 2 * hidden] + gh[:, : 2 * hidden]).chunk(2, 1)
+            candidate = torch.tanh(gi[:, 2 * hidden :] + reset * gh[:, 2 * hidden :])
+            # h' = (1 - z) n + z h, computed as n + z (h - n) like nn.GRU
+            state = candidate - update * candidate if previous is None else candidate + update * (previous - candidate)
+            ends = active[t + 1] if t + 1 < len(active) else 0
+            if ends < count:
+                finals.append(state[ends:count])
+        # the rows that ended at step t are positions [active[t + 1], active[t]) of the sorted rows
+        final = torch.cat(finals[::-1]) if len(finals) > 1 else finals[0]
+        if inverse is not None:
+            position = torch.empty_like(by_length)
+            position[by_length] = torch.arange(by_length.numel(), device=device)
+            final, rows = final[position[inverse[0]]], inverse[1]
+        return table.new_zeros(num_rows, hidden).index_copy(0, rows, final)
 
-    def forward(self, query, neighbours, raw_neighbours, edges, num_rows):
+    def forward(self, query, neighbours, gru_table, gru_sources, edges, num_rows, distinct_table=False):
         parts = []
         if self.use_global:
             parts.append(self.long_term(query, neighbours, edges, num_rows))
         if self.use_local:
-            parts.append(self.short_term(neighbours, raw_neighbours, edges, num_rows))
+            parts.append(self.short_term(neighbours, gru_table, gru_sources, edges, num_rows, distinct_table))
         return torch.cat(parts, dim=-1)
+
+
+_HASH_WEIGHTS = {}
+
+
+def _distinct_sequences(rows, lengths, starts, sources, dst):
+    """The rows with distinct source sequences: (representatives, (group of every row, rows)).
+
+    ``rows`` (sorted) have edges; edge e is at position ``e - starts[dst[e]]`` of its row. A hash of
+    each sequence (its length and sources) groups the rows; an exact comparison of every edge with
+    the same position of its representative's row confirms the groups (on a collision, the
+    sequences are compared whole with ``torch.unique(dim=0)``). Representatives are the first row
+    of each group.
+    """
+    device = rows.device
+    width = int(lengths.max())
+    weights = _HASH_WEIGHTS.get((width, device))
+    if weights is None:
+        generator = torch.Generator().manual_seed(13)  # a private stream: the global RNG is untouched
+        weights = torch.randint(1, 2**62, (width + 1,), generator=generator).to(device)
+        _HASH_WEIGHTS[(width, device)] = weights
+    position = torch.arange(dst.numel(), device=device) - starts[dst]
+    # int64 arithmetic wraps around; the length enters through its own weight
+    hashed = torch.zeros(lengths.numel(), dtype=torch.long, device=device).index_add_(0, dst, (sources + 1) * weights[position])
+    hashed = hashed[rows] + lengths[rows] * weights[width]
+    _, group = torch.unique(hashed, return_inverse=True)
+
+    def representatives(group):
+        count = int(group.max()) + 1
+        index = torch.arange(group.numel(), device=device)
+        return torch.full((count,), group.numel(), device=device).scatter_reduce(0, group, index, reduce="amin")
+
+    first = representatives(group)
+    row_of = torch.full((lengths.numel(),), -1, dtype=torch.long, device=device)
+    row_of[rows] = torch.arange(rows.numel(), device=device)
+    rep_row = rows[first[group]]  # each row's representative
+    edge_rep = rep_row[row_of[dst]]
+    same = bool((lengths[rep_row] == lengths[rows]).all()) and bool(
+        (sources[starts[edge_rep] + position] == sources).all()
+    )
+    if not same:  # a hash collision: compare the padded sequences
+        padded = torch.full((rows.numel(), width), -1, dtype=torch.long, device=device)
+        padded[row_of[dst], position] = sources
+        _, group = torch.unique(padded, dim=0, return_inverse=True)
+        first = representatives(group)
+    # group ids are positions in the representatives' list
+    return rows[first], (group, rows)
+
+
+def dropout_rows(dropout, states, rows, total):
+    """``dropout(full)[rows]`` for a [total, d] tensor ``full`` whose rows ``rows`` are ``states``.
+
+    The noise is drawn for all ``total`` rows, as ``nn.Dropout`` draws it (ATen's CPU dropout:
+    ``bernoulli_(1 - p)`` on a tensor of the input's shape, divided by ``1 - p``), so the random
+    stream and every kept row's mask are those of dropping out the full tensor; only the rows still
+    read are multiplied. (On CUDA, ``nn.Dropout`` uses a fused kernel with its own stream.)
+    """
+    p = dropout.p
+    if not dropout.training or p == 0 or total == 0:
+        return states
+    if p == 1:
+        return states * 0.0
+    noise = states.new_empty(total, states.size(-1)).bernoulli_(1 - p).div_(1 - p)
+    return states * noise[rows]
 
 
 class DGANLayer(nn.Module):
     """Dynamic graph attention layer: updates the live user and item rows of a batch of sub-graphs.
 
-    States are flat [nodes, d] tensors (example-major); ``live_users``/``live_items`` are the rows
-    still within reach of their example's user after this layer (hop pruning): every other row
-    keeps its previous state, which nothing downstream reads.
+    States are flat [rows, d] tensors (example-major) of the rows still read (hop pruning: after
+    layer l only rows within L - l hops can reach their example's user); ``live_users``/
+    ``live_items`` index the rows this layer updates, and only those are returned.
     """
 
     def __init__(self, hidden_size, max_neighbors, propagation, aggregation, local_mode, hidden_dropout, attn_dropout):
@@ -222,25 +306,38 @@ class DGANLayer(nn.Module):
 
     @staticmethod
     def _update(linear, messages, states, live):
-        """tanh(W [messages || state]) on the live rows (``messages`` [live, .]); rows without
+        """tanh(W [messages || state]) of the live rows (``messages`` [live, .]); rows without
         in-edges aggregate zeros."""
-        if live.numel() == 0:
-            return states
-        updated = torch.tanh(linear(torch.cat([messages, states[live]], dim=-1)))
-        return states.index_copy(0, live, updated)
+        return torch.tanh(linear(torch.cat([messages, states[live]], dim=-1)))
 
-    def forward(self, user_states, item_states, user_edges, item_edges, live_users, live_items):
-        """``*_edges``: the live rows' in-edges, ``dst`` numbered by position in ``live_*``."""
-        user_x = self.user_encoder(self.dropout(user_states))
-        item_x = self.item_encoder(self.dropout(item_states))
+    def forward(self, user_states, item_states, user_edges, item_edges, live_users, live_items, rows, embeddings=None):
+        """The live rows' new states (users, items).
+
+        ``*_edges``: the live rows' in-edges, ``dst`` numbered by position in ``live_*``, ``src`` by
+        row of the other type's states. ``rows`` = (user rows, user total, item rows, item total):
+        the flat indices of the state rows among all nodes of the batch (dropout is drawn for all).
+        ``embeddings`` (layer 1: the states are embeddings): (user table, user ids of the state rows,
+        item table, item ids); the GRU then reads the tables by global id and runs each distinct
+        neighbour sequence of the batch once.
+        """
+        user_rows, user_total, item_rows, item_total = rows
+        user_x = self.user_encoder(dropout_rows(self.dropout, user_states, user_rows, user_total))
+        item_x = self.item_encoder(dropout_rows(self.dropout, item_states, item_rows, item_total))
+        if embeddings is None:
+            user_gru = (item_states, user_edges.src, False)
+            item_gru = (user_states, item_edges.src, False)
+        else:
+            user_table, user_ids, item_table, item_ids = embeddings
+            user_gru = (item_table, item_ids[user_edges.src], True)
+            item_gru = (user_table, user_ids[item_edges.src], True)
         user_messages = self.items_to_user(
-            user_x[live_users], item_x[user_edges.src], item_states[user_edges.src], user_edges, live_users.numel()
+            user_x[live_users], item_x[user_edges.src], *user_gru[:2], user_edges, live_users.numel(), user_gru[2]
         )
         new_users = self._update(self.user_update, user_messages, user_states, live_users)
         if live_items.numel() == 0:
-            return new_users, item_states
+            return new_users, item_states[:0]
         item_messages = self.users_to_item(
-            item_x[live_items], user_x[item_edges.src], user_states[item_edges.src], item_edges, live_items.numel()
+            item_x[live_items], user_x[item_edges.src], *item_gru[:2], item_edges, live_items.numel(), item_gru[2]
         )
         return new_users, self._update(self.item_update, item_messages, item_states, live_items)
 
@@ -285,6 +382,9 @@ class DGSR(SequentialRecommender):
             readout_parts = self.n_layers + int(self.readout_with_h0)
         self.prediction = nn.Linear(readout_parts * self.hidden_size, self.hidden_size, bias=False)  # W_P
         self.loss_fct = nn.CrossEntropyLoss() if self.loss_type == "CE" else BPRLoss()
+        # layer 1 reads embeddings: its GRU runs each distinct neighbour sequence of a batch once
+        # (exact; not a yaml key, tests turn it off to compare)
+        self.dedup_first_layer = True
         self.apply(self._init_weights)
 
     @staticmethod
@@ -295,8 +395,8 @@ class DGSR(SequentialRecommender):
     def forward(self, interaction):
         """The user's readout vector ``W_P h_u`` for each example, [B, d]."""
         user_nodes = interaction["dgsr_user_nodes"]
-        user_states = self.user_embedding(user_nodes)
         if self.n_layers == 0:
+            user_states = self.user_embedding(user_nodes)
             seq_len = interaction[self.ITEM_SEQ_LEN]
             last_item = self.gather_indexes(self.item_embedding(interaction[self.ITEM_SEQ]), seq_len - 1)
             return self.prediction(torch.cat([user_states[:, 0], last_item], dim=-1))
@@ -313,21 +413,36 @@ class DGSR(SequentialRecommender):
                               interaction["dgsr_user_nbr_order"], user_map, item_map, flat_user_hops)
         item_edges = EdgeList(width_items, width_users, interaction["dgsr_item_nbr_index"],
                               interaction["dgsr_item_nbr_order"], item_map, user_map, flat_item_hops)
-        user_states = self.user_embedding(user_nodes.reshape(-1)[user_valid])
-        item_states = self.item_embedding(item_nodes.reshape(-1)[item_valid])
+        user_ids, item_ids = user_nodes.reshape(-1)[user_valid], item_nodes.reshape(-1)[item_valid]
+        user_states, item_states = self.user_embedding(user_ids), self.item_embedding(item_ids)
         # the example's user is user node 0
         roots = user_map[torch.arange(batch, device=user_nodes.device) * width_users]
         readout = [user_states[roots]] if self.readout_with_h0 else []
+        totals = (user_ids.numel(), item_ids.numel())
+        # the flat indices of the current state rows (all nodes before layer 1) and their positions
+        user_rows = torch.arange(totals[0], device=user_nodes.device)
+        item_rows = torch.arange(totals[1], device=user_nodes.device)
+        user_position = user_rows.clone()
+        item_position = item_rows.clone()
         for depth, layer in enumerate(self.layers, start=1):
             # hop pruning: after layer l only rows within L - l hops can still reach the user
             reach = self.n_layers - depth
             live_users = torch.nonzero(flat_user_hops <= reach, as_tuple=True)[0]
             live_items = torch.nonzero(flat_item_hops <= reach, as_tuple=True)[0]
             user_states, item_states = layer(
-                user_states, item_states, user_edges.select(reach, live_users), item_edges.select(reach, live_items),
-                live_users, live_items,
+                user_states, item_states,
+                user_edges.select(reach, live_users, item_position), item_edges.select(reach, live_items, user_position),
+                user_position[live_users], item_position[live_items], (user_rows, totals[0], item_rows, totals[1]),
+                (self.user_embedding.weight, user_ids, self.item_embedding.weight, item_ids)
+                if depth == 1 and self.dedup_first_layer else None,
             )
-            readout.append(user_states[roots])
+            # the next layer's states are this layer's live rows
+            user_rows, item_rows = live_users, live_items
+            user_position = torch.full_like(user_position, -1).index_copy_(
+                0, live_users, torch.arange(live_users.numel(), device=live_users.device))
+            item_position = torch.full_like(item_position, -1).index_copy_(
+                0, live_items, torch.arange(live_items.numel(), device=live_items.device))
+            readout.append(user_states[user_position[roots]])
         return self.prediction(torch.cat(readout, dim=-1))
 
     def calculate_loss(self, interaction):
