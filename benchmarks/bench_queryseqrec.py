@@ -24,6 +24,18 @@ side by side on the shared 2-core machine, about 15 minutes):
         --stopping-step 3 --lr 5e-3 --max-len 10 --skip-memory --json out-2020.json
     (the same for 2021 and 2022), then --summarize out-*.json
 
+Issue 16's figure page, benchmarks/QSR_WEAKQ.md (+ .json): rows SASRec, QuerySeqRec (defaults)
+and heterogeneous (the paper's), test NDCG@10 on all / query-ended / item-ended examples, mean
++- std over seeds, and a paired Wilcoxon test against SASRec over (test user, seed) pairs; one
+process per dataset and seed (each a few minutes under the shared core's lock), then merged:
+
+    for d in synthetic-weakq synthetic; do for s in 2020 2021 2022; do
+      python benchmarks/bench_queryseqrec.py --datasets $d --seeds $s --rows SASRec QuerySeqRec \
+        heterogeneous --epochs 100 --stopping-step 3 --lr 5e-3 --max-len 10 --skip-memory \
+        --json page-$d-$s.json; done; done
+    python benchmarks/bench_queryseqrec.py --summarize page-*.json --page benchmarks/QSR_WEAKQ \
+        --epochs 100 --stopping-step 3 --lr 5e-3 --max-len 10
+
 Memory: each variant runs in a fresh process; one Adam step on a batch of 128 sequences of 50
 events, with the peak resident memory (``ru_maxrss``) reported before and after the step.
 """
@@ -51,6 +63,22 @@ ROWS = {
     "gated": ("QuerySeqRec", {"query_fusion": "gated"}),
     "gated w/o A": ("QuerySeqRec", {"query_fusion": "gated", "augmentation": "none"}),
     "gated b-4": ("QuerySeqRec", {"query_fusion": "gated", "gate_bias_init": -4.0}),
+    "gated aux1": ("QuerySeqRec", {"query_fusion": "gated", "item_stream_loss_weight": 1.0}),
+    "gated sd0.3": ("QuerySeqRec", {"query_fusion": "gated", "stream_dropout": 0.3}),
+    "gated aux1 sd0.3": ("QuerySeqRec", {"query_fusion": "gated", "item_stream_loss_weight": 1.0,
+                                         "stream_dropout": 0.3}),
+    "gated aux1 w/o A": ("QuerySeqRec", {"query_fusion": "gated", "item_stream_loss_weight": 1.0,
+                                         "augmentation": "none"}),
+    "gated iso": ("QuerySeqRec", {"query_fusion": "gated", "item_stream_loss_weight": 1.0,
+                                  "item_stream_isolation": "table"}),
+    "gated iso sd0.3": ("QuerySeqRec", {"query_fusion": "gated", "item_stream_loss_weight": 1.0,
+                                        "item_stream_isolation": "table", "stream_dropout": 0.3}),
+    "gated deep": ("QuerySeqRec", {"query_fusion": "gated", "item_stream_loss_weight": 1.0,
+                                   "query_stream_loss_weight": 1.0}),
+    "gated iso-stream": ("QuerySeqRec", {"query_fusion": "gated", "item_stream_loss_weight": 1.0,
+                                         "item_stream_isolation": "stream"}),
+    "gated b-4 sd0.3": ("QuerySeqRec", {"query_fusion": "gated", "gate_bias_init": -4.0,
+                                        "stream_dropout": 0.3}),
     "w/o A": ("QuerySeqRec", {"augmentation": "none"}),
     "w/o Q": ("QuerySeqRec", {"use_queries": False}),
 }
@@ -117,7 +145,11 @@ def train_row(model_name, dataset_name, config_dict, masks):
                            f"{test_result['ndcg@10']}")
     valid_ndcg, _ = per_example_metrics(trainer.model, valid_data)
     epochs = len(trainer.train_epoch_seconds)
+    users = test_data._dataset.inter_feat[config["USER_ID_FIELD"]]
     return {
+        # per test example (dataset order): for the paired tests of the figure page
+        "test_per_example": {"user": users.tolist(), "ndcg@10": ndcg.tolist(),
+                             "query_ended": test_mask.bool().tolist()},
         "valid_ndcg@10": valid_result["ndcg@10"],
         "valid": split_by_last_event(valid_ndcg, valid_mask),
         "test": split_by_last_event(ndcg, test_mask),
@@ -167,6 +199,8 @@ def quality(args):
                     with open(args.json, "w") as f:
                         json.dump(results, f, indent=1)
     summarize(results, args)
+    if args.page:
+        write_page(results, args)
 
 
 def _mean_std(values):
@@ -200,6 +234,152 @@ def summarize(results, args):
             else:
                 cells.append("")
             print(f"| {label} | " + " | ".join(cells) + " |")
+
+
+PAGE_ROWS = ["SASRec", "QuerySeqRec", "heterogeneous"]
+GROUPS = ("all", "query_ended", "item_ended")
+
+
+def paired_groups(row, base):
+    """Per group, the paired per-example NDCG@10 of ``row`` and ``base`` pooled over their common
+    seeds, each (test user, seed) a pair (users aligned by id within a seed)."""
+    import numpy as np
+
+    from recbole_ext.stats import align_users
+
+    pooled = {group: ([], []) for group in GROUPS}
+    for seed in sorted(set(row) & set(base)):
+        mine, theirs = row[seed]["test_per_example"], base[seed]["test_per_example"]
+        aligned = align_users(mine["user"], mine["ndcg@10"], theirs["user"], theirs["ndcg@10"])
+        masks = align_users(mine["user"], mine["query_ended"], theirs["user"], theirs["query_ended"])
+        if aligned is None or masks is None or not np.array_equal(*masks):
+            raise RuntimeError(f"seed {seed}: the rows' test examples differ")
+        query_ended = masks[0].astype(bool)
+        for group, keep in (("all", slice(None)), ("query_ended", query_ended),
+                            ("item_ended", ~query_ended)):
+            pooled[group][0].append(aligned[0][keep])
+            pooled[group][1].append(aligned[1][keep])
+    return {group: (np.concatenate(a), np.concatenate(b)) for group, (a, b) in pooled.items()}
+
+
+def page_figures(results, args):
+    """The figure page's numbers: per dataset and row, test NDCG@10 mean and std over seeds per
+    group, epochs trained per seed (and whether any hit the cap), and against SASRec the
+    relative change of the pooled mean and the paired Wilcoxon p-value over (user, seed) pairs."""
+    from recbole_ext.stats import mean_std, paired_p_value, relative_change
+
+    figures = {}
+    for dataset_name, rows in results.items():
+        base = rows["SASRec"]
+        for label in [r for r in PAGE_ROWS if r in rows]:
+            per_seed = rows[label]
+            entry = {"seeds": sorted(int(s) for s in per_seed),
+                     "epochs_trained": [per_seed[s]["epochs_trained"] for s in sorted(per_seed)],
+                     "valid_ndcg@10": mean_std([r["valid_ndcg@10"] for r in per_seed.values()])}
+            entry["hit_cap"] = any(e >= args.epochs for e in entry["epochs_trained"])
+            for group in GROUPS:
+                entry[group] = dict(zip(("mean", "std"), mean_std(
+                    [r["test"][group] for r in per_seed.values()])))
+            if label != "SASRec":
+                for group, (values, baseline) in paired_groups(per_seed, base).items():
+                    entry[group].update(change=relative_change(values, baseline),
+                                        p_value=paired_p_value(values, baseline, "wilcoxon"),
+                                        pairs=len(values))
+            entry["query_share"] = next(iter(per_seed.values()))["test"]["query_share"]
+            figures.setdefault(dataset_name, {})[label] = entry
+    return figures
+
+
+def verdicts(figures, alpha=0.05):
+    """The issue's required results, each with whether it holds on these figures. 'Level'
+    means not significantly below SASRec (mean not below, or paired p >= alpha); 'below' means
+    a lower mean with p < alpha."""
+    def level(entry, group):
+        return entry[group]["change"] >= 0 or entry[group]["p_value"] >= alpha
+
+    def below(entry, group):
+        return entry[group]["change"] < 0 and entry[group]["p_value"] < alpha
+
+    lines = []
+    weak, plain = figures.get("synthetic-weakq"), figures.get("synthetic")
+    if weak:
+        for group in ("all", "query_ended"):
+            lines.append((f"synthetic-weakq, {group}: default QuerySeqRec at least level with SASRec",
+                          level(weak["QuerySeqRec"], group)))
+            lines.append((f"synthetic-weakq, {group}: heterogeneous (paper) below SASRec",
+                          below(weak["heterogeneous"], group)))
+    if plain:
+        lines.append(("synthetic, all: default QuerySeqRec >= +15% NDCG@10 over SASRec",
+                      plain["QuerySeqRec"]["all"]["change"] >= 0.15))
+    return lines
+
+
+def write_page(results, args):
+    """``<page>.md`` and ``<page>.json``: the figure page of issue 16 (see ``page_figures``)."""
+    figures = page_figures(results, args)
+    checks = verdicts(figures)
+    command = args.command or "python benchmarks/bench_queryseqrec.py " + " ".join(sys.argv[1:])
+    out = [
+        "# QuerySeqRec on weak queries (issue 16)",
+        "",
+        "Written by `benchmarks/bench_queryseqrec.py --page` (do not edit by hand). Command:",
+        "",
+        "```",
+        command,
+        "```",
+        "",
+        f"Rows: SASRec; QuerySeqRec with its defaults (`query_fusion: gated`, this package's robust "
+        f"form); QuerySeqRec `query_fusion: heterogeneous` (the paper's model, otherwise the same "
+        f"defaults, graph augmentation included). Same hyper-parameters for every row: hidden "
+        f"{args.hidden}, inner {2 * args.hidden}, 2 layers, 2 heads, dropout 0.2/0.2, "
+        f"MAX_ITEM_LIST_LENGTH {args.max_len}, batch 256, full-softmax CE, Adam lr {args.lr} (chosen "
+        f"on validation for the default, see QuerySeqRec.yaml), at most {args.epochs} epochs, early "
+        f"stopping after {args.stopping_step} epochs without a better validation NDCG@10; test "
+        f"figures of the best validation epoch, leave-one-out split, full ranking, CPU.",
+        "",
+        "NDCG@10 on all test examples and on the examples whose last input event is a query "
+        "(query-ended) or an item (item-ended): mean ± std over seeds. Against SASRec: the "
+        "change of the mean over (test user, seed) pairs and the two-sided paired Wilcoxon "
+        "signed-rank p-value over those pairs (`recbole_ext/stats.py`).",
+        "",
+    ]
+    for dataset_name, rows in figures.items():
+        any_entry = next(iter(rows.values()))
+        out += [f"## {dataset_name}", "",
+                f"Seeds {any_entry['seeds']}; {100 * any_entry['query_share']:.1f}% of the test "
+                f"examples are query-ended.", "",
+                "| row | epochs (per seed) | valid NDCG@10 | test all | query-ended | item-ended "
+                "| vs SASRec all (p) | query-ended (p) | item-ended (p) |",
+                "|---|---|---|---|---|---|---|---|---|"]
+        for label, entry in rows.items():
+            epochs = ", ".join(map(str, entry["epochs_trained"])) + (" (cap hit)" if entry["hit_cap"] else "")
+            cells = [label, epochs, _fmt(*entry["valid_ndcg@10"])]
+            cells += [_fmt(entry[g]["mean"], entry[g]["std"]) for g in GROUPS]
+            for group in GROUPS:
+                if "change" in entry[group]:
+                    cells.append(f"{100 * entry[group]['change']:+.1f}% (p={entry[group]['p_value']:.3g})")
+                else:
+                    cells.append("")
+            out.append("| " + " | ".join(cells) + " |")
+        out.append("")
+    capped = [f"{d}/{r}" for d, rows in figures.items() for r, e in rows.items() if e["hit_cap"]]
+    out += ["## Required results", "",
+            "'Level' = not significantly below SASRec (mean not below, or p >= 0.05); 'below' = "
+            "lower mean with p < 0.05.", ""]
+    out += [f"- {text}: **{'holds' if ok else 'does NOT hold'}**" for text, ok in checks]
+    out += ["", "Runs that hit the epoch cap: " + (", ".join(capped) if capped else "none") + ".", ""]
+    with open(args.page + ".md", "w") as f:
+        f.write("\n".join(out))
+    with open(args.page + ".json", "w") as f:
+        json.dump({"command": command, "settings": {
+            "hidden": args.hidden, "max_len": args.max_len, "lr": args.lr, "epochs": args.epochs,
+            "stopping_step": args.stopping_step}, "figures": figures,
+            "required": [{"result": text, "holds": ok} for text, ok in checks]}, f, indent=1)
+    print(f"wrote {args.page}.md and {args.page}.json")
+
+
+def _fmt(mean, std):
+    return "" if mean is None else f"{mean:.4f} ± {std:.4f}" if std is not None else f"{mean:.4f}"
 
 
 def memory_step(softmax_samples, n_items, batch, length, hidden):
@@ -284,6 +464,11 @@ def main():
     parser.add_argument("--json", default=None, help="write the per-seed results here")
     parser.add_argument("--summarize", nargs="+", default=None,
                         help="only print the tables of these --json files (merged)")
+    parser.add_argument("--page", default=None,
+                        help="also write the figure page PAGE.md and PAGE.json (rows SASRec, "
+                             "QuerySeqRec, heterogeneous; with --summarize: from those files)")
+    parser.add_argument("--command", default=None,
+                        help="the command line the page states (default: this one)")
     parser.add_argument("--items", type=int, default=1_000_000)
     parser.add_argument("--samples", type=int, default=1000)
     parser.add_argument("--batch", type=int, default=128)
@@ -304,6 +489,8 @@ def main():
                     for label, per_seed in rows.items():
                         merged.setdefault(dataset_name, {}).setdefault(label, {}).update(per_seed)
         summarize(merged, args)
+        if args.page:
+            write_page(merged, args)
         return
     if not args.skip_quality:
         quality(args)

@@ -648,6 +648,118 @@ def test_gated_fusion_mixes_the_paper_model_and_the_item_history(query_dataset):
         assert not torch.allclose(default, paper.full_sort_predict(batch), atol=1e-4)
 
 
+def _ce(model, hidden, labels):
+    logits = hidden @ model.item_embedding.weight.t()
+    logits[:, 0] = float("-inf")
+    return torch.nn.functional.cross_entropy(logits, labels)
+
+
+@pytest.mark.parametrize("positions", ["last", "all"])
+def test_gated_stream_losses_add_each_stream_trained_on_its_own(query_dataset, positions):
+    """Deep supervision: with the same weights and batch (no dropout), the loss with
+    ``item_stream_loss_weight`` w1 and ``query_stream_loss_weight`` w2 is the plain gated loss
+    plus w1 times the item stream's SASRec loss (its state after the last input item, and at
+    ``all`` every item_id_list position, against the next item) plus w2 times the heterogeneous
+    stream's own loss; with the gate open it equals w2's stream, shut w1's."""
+    from recbole_ext.data.dataset.query_dataset import EVENT_LENGTH_FIELD
+
+    base, train = _model(query_dataset, query_fusion="gated", train_positions=positions)
+    deep, _ = _model(query_dataset, query_fusion="gated", train_positions=positions,
+                     item_stream_loss_weight=0.5, query_stream_loss_weight=2.0)
+    deep.load_state_dict(base.state_dict())
+    base.eval(), deep.eval()
+    batch = _batch(train, 64)
+    with torch.no_grad():
+        plain = base.calculate_loss(batch)
+        items = base.item_history_states(batch)
+        length, target = batch["item_length"], batch["item_id"]
+        if positions == "last":
+            item_term = _ce(base, base.gather_indexes(items, length - 1), target)
+            events, _ = base._forward_transformer(batch)
+            event_term = _ce(base, base.gather_indexes(events, batch[EVENT_LENGTH_FIELD] - 1), target)
+        else:
+            labels = torch.nn.functional.pad(batch["item_id_list"][:, 1:], (0, 1))
+            labels[torch.arange(64), length - 1] = target
+            item_term = _ce(base, items[labels > 0], labels[labels > 0])
+            base.history_gate_layer.bias.fill_(1e4)  # gate open: the gated states are the events'
+            event_term = base.calculate_loss(batch)
+            base.history_gate_layer.bias.fill_(-2.0)
+        assert torch.allclose(deep.calculate_loss(batch), plain + 0.5 * item_term + 2.0 * event_term,
+                              atol=1e-5)
+        assert not torch.allclose(item_term, event_term)
+
+
+def _gradients(model, batch):
+    model.zero_grad()
+    model.calculate_loss(batch).backward()
+    return {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+
+
+def test_item_stream_isolation_keeps_the_query_loss_off_the_item_side(query_dataset):
+    """``item_stream_isolation``: the item stream's encoder (stream) and also the item table
+    (table) get the gradient of the item stream's own loss only, the same as with the gated
+    loss removed; without isolation the gated loss reaches them (the control)."""
+    batch = None
+    results = {}
+    for isolation in ("none", "stream", "table"):
+        model, train = _model(query_dataset, query_fusion="gated", item_stream_loss_weight=1.0,
+                              item_stream_isolation=isolation)
+        model.eval()
+        batch = _batch(train, 64) if batch is None else batch
+        full = _gradients(model, batch)
+        model.calculate_loss = lambda b, m=model: _ce(
+            m, *m.item_stream_training_states(b, m.item_history_states(b)))
+        alone = _gradients(model, batch)
+        results[isolation] = full, alone
+    for isolation, (full, alone) in results.items():
+        encoder = [n for n in alone if n.startswith("item_stream_encoder.")]
+        assert encoder
+        same_encoder = all(torch.allclose(full[n], alone[n], atol=1e-7) for n in encoder)
+        same_table = torch.allclose(full["item_embedding.weight"], alone["item_embedding.weight"],
+                                    atol=1e-7)
+        assert same_encoder == (isolation != "none")
+        assert same_table == (isolation == "table")
+        assert full["history_gate_layer.weight"].abs().sum() > 0  # the query side still learns
+
+
+def test_stream_dropout_shuts_the_gate_of_some_examples_in_training_only(query_dataset):
+    """``stream_dropout`` p: same seed, same weights and batch: training states differ from
+    p = 0 and the dropped examples' states are the item stream's (p = 1: all of them); the
+    evaluation scores are unchanged."""
+    from recbole_ext.data.dataset.query_dataset import EVENT_LENGTH_FIELD
+
+    base, train = _model(query_dataset, query_fusion="gated", hidden_dropout_prob=0.0,
+                         attn_dropout_prob=0.0)
+    batch = _batch(train, 64)
+    states = {}
+    for p in (0.0, 0.5, 1.0):
+        model, _ = _model(query_dataset, query_fusion="gated", hidden_dropout_prob=0.0,
+                          attn_dropout_prob=0.0, stream_dropout=p)
+        model.load_state_dict(base.state_dict())
+        torch.manual_seed(3)
+        model.train()
+        with torch.no_grad():
+            hidden, last = model.forward(batch)
+            states[p] = model.gather_indexes(hidden, last)
+            items = model.item_history_states(batch)
+            model.eval()
+            scores = model.full_sort_predict(batch)
+        assert torch.allclose(scores, _eval_scores(base, batch))
+    history = base.gather_indexes(items, batch["item_length"] - 1)
+    assert torch.allclose(states[1.0], history, atol=1e-6)
+    dropped = torch.isclose(states[0.5], history, atol=1e-6).all(1)
+    assert 0 < int(dropped.sum()) < 64
+    assert torch.allclose(states[0.5][~dropped], states[0.0][~dropped], atol=1e-6)
+    assert not torch.isclose(states[0.0], history, atol=1e-6).all(1).any()
+    assert batch[EVENT_LENGTH_FIELD].min() > 0
+
+
+def _eval_scores(model, batch):
+    model.eval()
+    with torch.no_grad():
+        return model.full_sort_predict(batch)
+
+
 def test_ssept_reads_the_user_and_sse_changes_training_only(query_dataset):
     """SSE-PT reads the user (the transformer backbone does not); its stochastic shared
     embeddings change the training loss (same seed) and nothing at evaluation."""
@@ -769,7 +881,10 @@ def test_all_positions_labels_are_next_items(query_dataset):
                                  {"transformer_block": "authors", "query_fusion": "nova"},
                                  {"initialization": "kaiming"},
                                  {"query_fusion": "early", "backbone": "ssept"},
-                                 {"query_fusion": "gated", "backbone": "gru"}])
+                                 {"query_fusion": "gated", "backbone": "gru"},
+                                 {"item_stream_loss_weight": -1.0}, {"query_stream_loss_weight": -1.0},
+                                 {"stream_dropout": 1.5}, {"item_stream_isolation": "all"},
+                                 {"item_stream_isolation": "table", "item_stream_loss_weight": 0.0}])
 def test_bad_config_values_name_the_key(query_dataset, bad):
     with pytest.raises(ValueError, match=next(iter(bad))):
         _model(query_dataset, **bad)

@@ -25,6 +25,19 @@ graph augmentation, which rewrites a quarter of the input items, blurs item-to-i
 A gate on one shared encoder (between its query state and its latest item state) cannot undo
 that, hence the separate clean stream (the cost: a second encoder, about 2x).
 
+Switches of the gated form, all off by default (measured, see the yaml and
+``benchmarks/bench_queryseqrec.py``): ``item_stream_loss_weight`` and
+``query_stream_loss_weight`` add each stream's own next-item loss (deep supervision: the item
+stream trained as SASRec is, the heterogeneous one as the paper's model); ``item_stream_isolation``
+keeps the gated loss off the item stream's encoder (stream) and also off the item table (table:
+the item side is then trained exactly as SASRec, the query side against a detached table);
+``stream_dropout`` shuts the gate of each training example with a given probability. Diagnosis on
+synthetic-weakq (validation): the item stream of a trained gated model, read alone, scores below
+SASRec (0.184 against 0.211 NDCG@10, seed 2020), and the gated model early-stops sooner (14
+epochs against 25): the heterogeneous stream overfits (rare query words) and the validation
+optimum of the mixture comes before the item stream has converged. Isolating the item side
+repairs the item stream but starves the query side (synthetic's gain falls from +19% to +5%).
+
 Config switches (``properties/model/QuerySeqRec.yaml``) give the paper's variants:
 ``use_queries: False`` ("w/o Q": exactly SASRec's input and encoder), ``query_fusion``
 (Table 4: heterogeneous, early, late as in FDSA, nova as in NOVA-BERT), ``backbone`` (Table 5:
@@ -223,6 +236,25 @@ class QuerySeqRec(SequentialRecommender):
             raise ValueError(f"query_fusion 'gated' (the default) needs backbone 'transformer', "
                              f"got backbone '{self.backbone}'; Table 5's backbones read the "
                              f"paper's sequence: set query_fusion: heterogeneous")
+        self.item_stream_loss_weight = float(_value(config, "item_stream_loss_weight", 0.0))
+        self.stream_dropout = float(_value(config, "stream_dropout", 0.0))
+        if self.item_stream_loss_weight < 0:
+            raise ValueError(f"item_stream_loss_weight must be >= 0, got "
+                             f"{self.item_stream_loss_weight}")
+        self.query_stream_loss_weight = float(_value(config, "query_stream_loss_weight", 0.0))
+        if self.query_stream_loss_weight < 0:
+            raise ValueError(f"query_stream_loss_weight must be >= 0, got "
+                             f"{self.query_stream_loss_weight}")
+        # the item stream trained by its own loss only (needs that loss: w > 0)
+        self.item_stream_isolation = _choice(config, "item_stream_isolation", "none",
+                                             ("none", "stream", "table"))
+        self.isolated = self.history_gate and self.item_stream_isolation == "table"
+        if self.history_gate and self.item_stream_isolation != "none" and \
+                self.item_stream_loss_weight <= 0:
+            raise ValueError(f"item_stream_isolation '{self.item_stream_isolation}' needs "
+                             f"item_stream_loss_weight > 0 (the item stream's only loss)")
+        if not 0.0 <= self.stream_dropout <= 1.0:
+            raise ValueError(f"stream_dropout must be in [0, 1], got {self.stream_dropout}")
         if self.loss_type == "BPR" and (self.train_positions == "all" or self.softmax_samples):
             raise ValueError("loss_type BPR trains the last position against RecBole's sampled "
                              "negative; set train_positions: last and softmax_samples: 0")
@@ -402,10 +434,19 @@ class QuerySeqRec(SequentialRecommender):
     def forward(self, interaction):
         """``(hidden [B, L, D'], last [B])``: the states of every input position and the index
         of the last one (see the contract above)."""
-        hidden, last = getattr(self, f"_forward_{self.encoder_path()}")(interaction)
-        if self.history_gate:
-            hidden = self.gate_towards_item_history(hidden, interaction)
+        hidden, last, _ = self.forward_streams(interaction)
         return hidden, last
+
+    def forward_streams(self, interaction):
+        """``(hidden, last, streams)``: ``forward``'s pair and, for ``query_fusion: gated``, the
+        two streams' own states ``(item_states [B, L_items, D], event_states [B, L, D])`` (the
+        item-history stream and the heterogeneous stream before the gate; None otherwise)."""
+        hidden, last = getattr(self, f"_forward_{self.encoder_path()}")(interaction)
+        if not self.history_gate:
+            return hidden, last, None
+        item_states = self.item_history_states(interaction)
+        gated = self.gate_towards_item_history(hidden, interaction, item_states)
+        return gated, last, (item_states, hidden)
 
     def item_history_states(self, interaction):
         """``[B, L_items, D]``: SASRec's states over item_id_list (the item history alone)."""
@@ -416,18 +457,26 @@ class QuerySeqRec(SequentialRecommender):
         return self.item_stream_encoder(hidden, self.get_attention_mask(items),
                                         output_all_encoded_layers=True)[-1]
 
-    def gate_towards_item_history(self, hidden, interaction):
+    def gate_towards_item_history(self, hidden, interaction, item_states=None):
         """``query_fusion: gated``: at each event position t, ``h_items + g * (h_t - h_items)``
         with ``g = sigmoid(W [h_t; h_items] + b)`` per dimension, where ``h_t`` is the
         heterogeneous state and ``h_items`` the item-history stream's state after the latest
         item at or before t. ``b`` starts at ``gate_bias_init`` (g near 0: the model starts as
-        SASRec). Positions before any input item keep ``h_t``."""
-        item_states = self.item_history_states(interaction)
+        SASRec). Positions before any input item keep ``h_t``. In training, with
+        ``stream_dropout`` p, each example's gate is shut (g = 0 at every position) with
+        probability p, so that example trains the item stream alone, as SASRec."""
+        if item_states is None:
+            item_states = self.item_history_states(interaction)
         types = interaction[EVENT_TYPE_FIELD]
         slot = (types == EVENT_ITEM).long().cumsum(dim=1) - 1  # latest item's slot
         index = slot.clamp(min=0, max=item_states.size(1) - 1).unsqueeze(-1).expand_as(hidden)
         history = item_states.gather(1, index)
+        if self.history_gate and self.item_stream_isolation != "none":
+            history = history.detach()
         gate = torch.sigmoid(self.history_gate_layer(torch.cat([hidden, history], dim=-1)))
+        if self.training and self.stream_dropout > 0:
+            keep = torch.rand(len(hidden), 1, 1, device=hidden.device) >= self.stream_dropout
+            gate = gate * keep.to(gate.dtype)
         gated = history + gate * (hidden - history)
         return torch.where((slot >= 0).unsqueeze(-1), gated, hidden)
 
@@ -436,10 +485,18 @@ class QuerySeqRec(SequentialRecommender):
         (SASRec), read by the Transformer encoder."""
         items, queries, types, length = self.sequence_inputs(interaction)
         positions = self._positions(items, self.position_embedding)
-        emb = self.embed_events(items, queries, types, self.item_embedding)
+        emb = self.embed_events(items, queries, types, self._event_item_table())
         if self.use_queries:
             emb = emb + self.type_embedding(types)
         return self._encode_transformer(emb, types, positions), length - 1
+
+    def _event_item_table(self):
+        """The item lookup of the heterogeneous stream: the item table, detached from the query
+        side's loss under ``item_stream_isolation``."""
+        if not self.isolated:
+            return self.item_embedding
+        weight = self.item_embedding.weight.detach()
+        return lambda ids: F.embedding(ids, weight, padding_idx=0)
 
     def _forward_ssept(self, interaction):
         """SSE-PT (Wu et al., RecSys 2020; Table 5's backbone): SASRec whose every input event
@@ -543,10 +600,18 @@ class QuerySeqRec(SequentialRecommender):
     # -- training -------------------------------------------------------------------------------
     def training_states(self, interaction):
         """``(hidden [M, D], labels [M])`` of the trained positions."""
+        hidden, labels, _ = self._training_states(interaction)
+        return hidden, labels
+
+    def _training_states(self, interaction):
+        """``training_states``' pair and, for gated, ``(item_states [B, L_items, D],
+        event_states [M, D])``: the item stream's states and the heterogeneous stream's own
+        states at the trained positions (None otherwise)."""
         target = interaction[self.POS_ITEM_ID]
+        hidden, last, streams = self.forward_streams(interaction)
         if self.train_positions == "last":
-            return self.seq_output(interaction), target
-        hidden, _ = self.forward(interaction)
+            return self.gather_indexes(hidden, last), target, \
+                streams and (streams[0], self.gather_indexes(streams[1], last))
         items, _, types, length = self.sequence_inputs(interaction)
         # Labels come from the events before augmentation: the transform replaces input items
         # and keeps the originals in EVENT_ITEM_LABEL_FIELD (labels are never replaced).
@@ -559,31 +624,62 @@ class QuerySeqRec(SequentialRecommender):
         last = length - 1
         labels[torch.arange(len(items), device=items.device), last] = target
         keep = labels > 0
-        return hidden[keep], labels[keep]
+        return hidden[keep], labels[keep], streams and (streams[0], streams[1][keep])
+
+    def item_stream_training_states(self, interaction, item_states):
+        """``(hidden [M, D], labels [M])`` of the item-history stream alone, trained as SASRec
+        (``train_positions`` last: its state after the last input item and the target; all:
+        every item_id_list position followed by an item, and the target after the last)."""
+        items, length = interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN]
+        target = interaction[self.POS_ITEM_ID]
+        if self.train_positions == "last":
+            return self.gather_indexes(item_states, length - 1), target
+        labels = F.pad(items[:, 1:], (0, 1))
+        labels[torch.arange(len(items), device=items.device), length - 1] = target
+        keep = labels > 0
+        return item_states[keep], labels[keep]
 
     def calculate_loss(self, interaction):
-        if self.loss_type == "BPR":
-            seq_output = self.seq_output(interaction)
-            table = self.item_table()
-            pos_score = (seq_output * table[interaction[self.POS_ITEM_ID]]).sum(-1)
-            neg_score = (seq_output * table[interaction[self.NEG_ITEM_ID]]).sum(-1)
-            return self.loss_fct(pos_score, neg_score)
-        hidden, labels = self.training_states(interaction)
-        if self.softmax_samples:
-            return self.sampled_softmax_loss(hidden, labels)
-        return self.full_softmax_loss(hidden, labels)
+        """The loss of the trained positions; for ``query_fusion: gated`` (deep supervision)
+        plus ``item_stream_loss_weight`` times the same loss of the item-history stream's own
+        states (trained as SASRec is) and ``query_stream_loss_weight`` times that of the
+        heterogeneous stream's own states (trained as the paper's model is)."""
+        hidden, labels, streams = self._training_states(interaction)
+        table = self.item_table()
+        query_table = table.detach() if self.item_stream_isolation == "table" else table
+        loss = self._loss(hidden, labels, interaction, query_table)
+        if streams is None:
+            return loss
+        item_states, event_states = streams
+        if self.item_stream_loss_weight > 0:
+            item_hidden, item_labels = self.item_stream_training_states(interaction, item_states)
+            loss = loss + self.item_stream_loss_weight * self._loss(item_hidden, item_labels,
+                                                                     interaction, table)
+        if self.query_stream_loss_weight > 0:
+            loss = loss + self.query_stream_loss_weight * self._loss(event_states, labels,
+                                                                     interaction, query_table)
+        return loss
 
-    def full_softmax_loss(self, hidden, labels):
-        logits = hidden @ self.item_table().t()
+    def _loss(self, hidden, labels, interaction, table):
+        if self.loss_type == "BPR":
+            pos_score = (hidden * table[interaction[self.POS_ITEM_ID]]).sum(-1)
+            neg_score = (hidden * table[interaction[self.NEG_ITEM_ID]]).sum(-1)
+            return self.loss_fct(pos_score, neg_score)
+        if self.softmax_samples:
+            return self.sampled_softmax_loss(hidden, labels, table)
+        return self.full_softmax_loss(hidden, labels, table)
+
+    def full_softmax_loss(self, hidden, labels, table=None):
+        logits = hidden @ (self.item_table() if table is None else table).t()
         logits[:, 0] = float("-inf")  # padding item is never a candidate
         return F.cross_entropy(logits, labels)
 
-    def sampled_softmax_loss(self, hidden, labels):
+    def sampled_softmax_loss(self, hidden, labels, table=None):
         """Cross-entropy over the target and ``softmax_samples - 1`` negatives shared by the
         batch (drawn with replacement from the proposal); sampled copies of a row's own target
         are removed. With ``logq_correction`` every logit is reduced by log of its expected
         sample count, which makes the estimate of the full softmax unbiased in the limit."""
-        table = self.item_table()
+        table = self.item_table() if table is None else table
         n_negatives = self.softmax_samples - 1
         if n_negatives >= self.n_items - 1:  # every item is a candidate: the exact softmax
             negatives = torch.arange(1, self.n_items, device=hidden.device)
