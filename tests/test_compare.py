@@ -274,7 +274,8 @@ def test_benchmark_script_writes_its_page_through_the_tuned_protocol(tmp_path):
     row = next(line for line in page.splitlines() if line.startswith("| GRU4Rec | RecBole |"))
     assert f"{gru['test']['ndcg@10']['mean']:.4f}" in row and f"{100 * gru['test']['ndcg@10']['change']:+.1f}%" in row
     assert row.endswith("| ok |") and result["full_budget"] is False and result["estimated_full_seconds"] > 0
-    assert "| SASRec | hyper/default.hyper | 1 | learning_rate: loguniform [0.0003, 0.01] | learning_rate=" in page
+    assert "| GRU4Rec | hyper/default.hyper | 1 | learning_rate: loguniform [0.0003, 0.01] | learning_rate=" in page
+    assert "| SASRec | hyper/SASRec.hyper | 1 | learning_rate: loguniform [0.0003, 0.01]; hidden_dropout_prob: " in page
     # the runs tested their best-validation checkpoints, and the plots are real PNGs
     run = json.load(open(tmp_path / "work" / "synthetic" / "runs" / "GRU4Rec-seed2020.json"))
     assert run["checkpoint"] and os.path.isfile(run["checkpoint"])
@@ -425,7 +426,10 @@ def test_tuned_comparison_with_seeds_and_paired_tests_writes_json_and_resumes(tm
     for label in ("SASRec", "GRU4Rec"):
         model = result["models"][label]
         assert model["seeds"] == [2020, 2021]
-        assert model["searched"] == {"learning_rate": "loguniform [0.0003, 0.01]"}
+        searched = {"learning_rate": "loguniform [0.0003, 0.01]"}
+        if label == "SASRec":  # the baseline also searches its dropouts (hyper/SASRec.hyper)
+            searched.update(hidden_dropout_prob="choice [0.0, 0.2, 0.4, 0.6, 0.8]", attn_dropout_prob="choice [0.0, 0.2, 0.5]")
+        assert model["searched"] == searched
         # the chosen value is the trial with the best validation score; trials were never tested
         trials = model["trials"]
         assert len(trials) == 2 and trials[0]["params"] != trials[1]["params"]
