@@ -183,6 +183,9 @@ def test_real_sigint_exits_130_with_one_line(tmp_path):
     process = subprocess.Popen(
         [sys.executable, SCRIPT] + command_line(["--epochs=300", "--stopping_step=300"]),
         cwd=tmp_path, env=dict(os.environ, PYTHONPATH=REPO_ROOT), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # a suite started in the background by a non-interactive shell inherits SIGINT ignored, and
+        # Python keeps an ignored SIGINT ignored: the child gets the default disposition, as in a terminal
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         deadline = time.time() + 120

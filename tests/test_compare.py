@@ -275,7 +275,8 @@ def test_benchmark_script_writes_its_page_through_the_tuned_protocol(tmp_path):
     assert f"{gru['test']['ndcg@10']['mean']:.4f}" in row and f"{100 * gru['test']['ndcg@10']['change']:+.1f}%" in row
     assert row.endswith("| ok |") and result["full_budget"] is False and result["estimated_full_seconds"] > 0
     assert "| GRU4Rec | hyper/default.hyper | 1 | learning_rate: loguniform [0.0003, 0.01] | learning_rate=" in page
-    assert "| SASRec | hyper/SASRec.hyper | 1 | learning_rate: loguniform [0.0003, 0.01]; hidden_dropout_prob: " in page
+    assert ("| SASRec | hyper/SASRec.hyper | 1 | attn_dropout_prob: choice [0.0, 0.2, 0.5]; hidden_dropout_prob: choice "
+            "[0.0, 0.2, 0.4, 0.6, 0.8]; learning_rate: loguniform [0.0003, 0.01] |") in page
     # the runs tested their best-validation checkpoints, and the plots are real PNGs
     run = json.load(open(tmp_path / "work" / "synthetic" / "runs" / "GRU4Rec-seed2020.json"))
     assert run["checkpoint"] and os.path.isfile(run["checkpoint"])
