@@ -224,14 +224,21 @@ def _mean(values):
 
 
 def run_records(output_dir):
-    """Wall time, epochs and s/epoch of every finished run and trial record of a comparison."""
+    """Wall time, epochs and s/epoch of every finished run and trial record of a comparison, and
+    ``written``: the first and last time a record was written (a resumed page spans them all)."""
     found = {"runs": [], "trials": []}
-    for kind in found:
+    times = []
+    for kind in ("runs", "trials"):
         for root, _, files in os.walk(os.path.join(output_dir, kind)):
             for name in files:
                 if name.endswith(".json"):
-                    with open(os.path.join(root, name), encoding="utf-8") as f:
-                        found[kind].append(json.load(f))
+                    path = os.path.join(root, name)
+                    with open(path, encoding="utf-8") as f:
+                        record = json.load(f)
+                    times.append(os.path.getmtime(path) - record.get("wall_seconds", 0.0))
+                    times.append(os.path.getmtime(path))
+                    found[kind].append(record)
+    found["written"] = (min(times), max(times)) if times else None
     return found
 
 
@@ -464,7 +471,8 @@ def _short(value):
     return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
-def render_page(sections, args, command, started, finished, loads, estimate, found=None, compute_seconds=None):
+def render_page(sections, args, command, started, finished, loads, estimate, found=None, compute_seconds=None,
+                span=None):
     machine, found = machine_description(), found or versions()
     lines = ["# Benchmark results", ""]
     if not is_full_budget(args):
@@ -486,6 +494,10 @@ def render_page(sections, args, command, started, finished, loads, estimate, fou
             f"- training time in the records (every trial and run, also those a resumed run skipped): "
             f"{compute_seconds / 60:.1f} min"
         )
+    if span:  # a resumed page: from the first trial's start to the last record, over every invocation
+        first, last = (datetime.datetime.fromtimestamp(t, datetime.timezone.utc) for t in span)
+        lines.append(f"- records written from {first:%Y-%m-%d %H:%M} to {last:%H:%M} UTC "
+                     f"({(last - first).total_seconds() / 3600:.2f} h, every invocation of this command included)")
     if estimate is not None and not is_full_budget(args):
         lines.append(
             f"- estimated wall time of the full budget for these models and datasets on this machine: "
@@ -572,7 +584,7 @@ def main(argv=None):
     started = datetime.datetime.now(datetime.timezone.utc)
     load_at_start = load_average()
     found = versions()  # before this run writes its own files into the checkout
-    sections, everything, estimate, compute_seconds = [], {}, 0.0, 0.0
+    sections, everything, estimate, compute_seconds, spans = [], {}, 0.0, 0.0, []
     for dataset in datasets:
         print(f"[bench] {dataset}: {', '.join(models)} ...", flush=True)
         comparison, failures, wall, output_dir = run_dataset(models, dataset, args)
@@ -582,15 +594,19 @@ def main(argv=None):
                                 baseline=BASELINE)
         plots = write_plots(dataset, models, comparison, args.output) if comparison else []
         records = run_records(output_dir)
-        compute_seconds += sum(r.get("wall_seconds", 0.0) for kind in records.values() for r in kind)
+        compute_seconds += sum(r.get("wall_seconds", 0.0) for kind in ("runs", "trials") for r in records[kind])
+        spans.append(records["written"])
         estimate += estimate_full_seconds(comparison, records, args.tune, args.repeats) or 0.0
         sections.append(dataset_section(dataset, models, comparison, failures, split, wall, set(EXTENSION_MODELS), plots,
                                         records, args.epochs))
         everything[dataset] = {"comparison": comparison, "failures": failures, "wall_seconds": wall, "query_split": split}
         print(f"[bench] {dataset}: {wall / 60:.1f} min, failures: {failures or 'none'}", flush=True)
     finished = datetime.datetime.now(datetime.timezone.utc)
+    spans = [span for span in spans if span]
+    span = (min(a for a, _ in spans), max(b for _, b in spans)) if spans else None
     page = render_page(
-        sections, args, command, started, finished, (load_at_start, load_average()), estimate, found, compute_seconds
+        sections, args, command, started, finished, (load_at_start, load_average()), estimate, found, compute_seconds,
+        span,
     )
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
     with open(args.output, "w", encoding="utf-8") as f:

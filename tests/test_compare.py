@@ -267,7 +267,7 @@ def test_benchmark_script_writes_its_page_through_the_tuned_protocol(tmp_path):
     assert page.splitlines()[2].startswith("**smoke test: not converged/tuned enough to rank models**")
     assert "--models SASRec,GRU4Rec --datasets synthetic --tune 1 --repeats 1 --epochs 1" in page  # the command
     assert "- wall time:" in page and "estimated wall time of the full budget" in page and "recbole 1.2.1" in page
-    assert "training time in the records" in page
+    assert "training time in the records" in page and "- records written from " in page
     result = json.loads((tmp_path / "RESULTS.json").read_text())
     comparison = result["datasets"]["synthetic"]["comparison"]
     gru = comparison["models"]["GRU4Rec"]
