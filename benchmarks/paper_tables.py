@@ -150,6 +150,8 @@ def build_parser():
     parser.add_argument("--tables", nargs="+", default=None, help="table keys (default: all): "
                         + ", ".join(t["key"] for t in TABLES))
     parser.add_argument("--rows", type=int, default=None, help="only the first N rows of each table (smoke runs)")
+    parser.add_argument("--skip-rows", nargs="+", default=None, help="rows (labels) not to run; the page lists "
+                        "them as not run")
     parser.add_argument("--chosen-from", default=None, help="a run_benchmarks.py --work-dir: rows take the "
                         "configuration its tuned comparison chose for their model (row switches on top) and "
                         "are not tuned again")
@@ -177,12 +179,14 @@ def load_chosen(results_dir, dataset, overrides):
     return chosen, trials
 
 
-def entries_of(table, rows=None, chosen=None):
+def entries_of(table, rows=None, chosen=None, skip=None):
     """SASRec and one entry per row. With ``chosen`` (label -> values of a tuned comparison) every
     row starts from its model's chosen values and its own switches win."""
     from recbole_ext.compare import Entry
 
     selected = table["rows"][:rows] if rows else table["rows"]
+    if skip:
+        selected = [row for row in selected if row[0] not in skip]
     if chosen is None:
         return [Entry(BASELINE, BASELINE)] + [Entry(label, table["model"], switches) for label, switches, _ in selected]
     for label in (BASELINE, table["model"]):
@@ -216,7 +220,7 @@ def run_table(table, dataset, args, protocol=None, chosen=None):
     started = time.perf_counter()
     try:
         _, comparison = run_comparison(
-            entries_of(table, args.rows, chosen), dataset, overrides, output_dir=output_dir,
+            entries_of(table, args.rows, chosen, args.skip_rows), dataset, overrides, output_dir=output_dir,
             tune=0 if chosen is not None else args.tune, repeats=args.repeats, baseline=BASELINE, metric=METRIC,
             quiet=True,
         )
@@ -266,7 +270,8 @@ def _cell(cell):
     return f"{cell['mean']:.4f}" + (f" ± {cell['std']:.4f}" if cell.get("std") is not None else "")
 
 
-def table_section(table, dataset, comparison, claims, wall, error, rows=None, protocol=None, inherited=False):
+def table_section(table, dataset, comparison, claims, wall, error, rows=None, protocol=None, inherited=False,
+                  skip=None):
     title = f"## {table['title']} on {dataset}" + (f", eval_protocol {protocol}" if protocol else "")
     lines = [title, ""]
     if comparison is None:
@@ -282,7 +287,8 @@ def table_section(table, dataset, comparison, claims, wall, error, rows=None, pr
         row = models.get(label)
         text = ", ".join(f"{k}={v}" for k, v in switches.items()) or "-"
         if row is None:
-            lines.append(f"| {label} | {text} | failed | - | - | {paper if paper is not None else '-'} |")
+            status = "not run (--skip-rows)" if label in (skip or ()) else "failed"
+            lines.append(f"| {label} | {text} | {status} | - | - | {paper if paper is not None else '-'} |")
             continue
         values = row["chosen"] or ({k: v for k, v in row["fixed"].items() if k not in switches} if inherited else {})
         chosen = ", ".join(f"{k}={run_benchmarks._short(v)}" for k, v in values.items()) or "-"
@@ -330,7 +336,7 @@ def main(argv=None):
                 comparison, output_dir, wall, error = run_table(table, dataset, args, protocol, chosen)
                 claims = check_claims(table, comparison, output_dir) if comparison else []
                 sections.append(table_section(table, dataset, comparison, claims, wall, error, args.rows, protocol,
-                                              inherited=chosen is not None))
+                                              inherited=chosen is not None, skip=args.skip_rows))
                 summary.append({"table": table["key"], "dataset": dataset, "eval_protocol": protocol or "next_item",
                                 "error": error, "claims": claims, "wall_seconds": wall})
     finished = datetime.datetime.now(datetime.timezone.utc)

@@ -585,6 +585,17 @@ def test_a_record_made_with_other_fixed_keys_is_refused(tmp_path):
         compare.run_one("SASRec", "synthetic", None, dict(config, n_layers=2), record_file, "digest")
 
 
+def test_paper_tables_skip_rows_are_listed_as_not_run():
+    paper_tables = _load_paper_tables()
+    table = next(t for t in paper_tables.TABLES if t["key"] == "qsr-table3")
+    labels = [e.label for e in paper_tables.entries_of(table, skip=["w/ R", "w/o A"])]
+    assert labels == ["SASRec", "Query-SeqRec", "w/o Q"]
+    comparison = {"setting": {"seeds": [1]}, "test": "Wilcoxon signed-rank test", "models": {}}
+    lines = paper_tables.table_section(table, "synthetic", comparison, [], 1.0, None, skip=["w/ R"])
+    assert any(line.startswith("| w/ R |") and "not run (--skip-rows)" in line for line in lines)
+    assert any(line.startswith("| w/o A |") and "| failed |" in line for line in lines)
+
+
 def test_paper_tables_refuse_a_tuned_comparison_of_another_setting(tmp_path):
     paper_tables = _load_paper_tables()
     _fake_tuned_comparison(tmp_path / "results", hidden_size=64)
