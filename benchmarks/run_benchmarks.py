@@ -48,7 +48,7 @@ BASELINE = "SASRec"
 MAIN_METRIC = "ndcg@10"
 
 #: The documented full run; a page made with less says it is a smoke test.
-FULL_BUDGET = {"tune": 8, "repeats": 3, "epochs": 30}
+FULL_BUDGET = {"tune": 8, "repeats": 3, "epochs": 60}
 
 
 def build_parser():

@@ -274,7 +274,7 @@ def test_benchmark_script_writes_its_page_through_the_tuned_protocol(tmp_path):
     row = next(line for line in page.splitlines() if line.startswith("| GRU4Rec | RecBole |"))
     assert f"{gru['test']['ndcg@10']['mean']:.4f}" in row and f"{100 * gru['test']['ndcg@10']['change']:+.1f}%" in row
     assert row.endswith("| ok |") and result["full_budget"] is False and result["estimated_full_seconds"] > 0
-    assert "| GRU4Rec | hyper/default.hyper | 1 | learning_rate: loguniform [0.0003, 0.01] | learning_rate=" in page
+    assert "| GRU4Rec | hyper/GRU4Rec.hyper + hyper/default.hyper | 1 | dropout_prob: choice [0.0, 0.2, 0.4, 0.6]; learning_rate: loguniform [0.0003, 0.01] | dropout_prob=" in page
     assert ("| SASRec | hyper/SASRec.hyper | 1 | attn_dropout_prob: choice [0.0, 0.2, 0.5]; hidden_dropout_prob: choice "
             "[0.0, 0.2, 0.4, 0.6, 0.8]; learning_rate: loguniform [0.0003, 0.01] |") in page
     # the runs tested their best-validation checkpoints, and the plots are real PNGs
@@ -375,10 +375,27 @@ def test_model_specs_with_variants_keep_commas_inside_brackets():
 
 def test_search_spaces_and_the_default_space(tmp_path, monkeypatch):
     assert compare.space_file("HUGT").endswith("hyper/HUGT.hyper")
-    assert compare.space_file("GRU4Rec") == compare.DEFAULT_SPACE_FILE
+    assert compare.space_file("SRGNN") == compare.DEFAULT_SPACE_FILE  # no dropout or weight decay to search
     # the baseline searches its dropouts too, not only the learning rate
     sasrec = {p[0] for p in compare.search_space("SASRec")[0]}
     assert sasrec == {"learning_rate", "hidden_dropout_prob", "attn_dropout_prob"}
+    # equal tuning: every model of the results page searches the learning rate and each dropout
+    # (or, without dropout, weight-decay) key its own yaml sets; SRGNN has neither
+    import yaml
+    from recbole.config import Config  # noqa: F401  (RecBole installed: its yaml files are there)
+    import recbole
+
+    regularisers = ("dropout", "weight_decay")
+    for model in ("SASRec", "GRU4Rec", "NARM", "SRGNN", "GCSAN", "BERT4Rec", "Caser",
+                  "QuerySeqRec", "HUGT", "EMBSR", "MAGNN", "DGSR"):
+        own = os.path.join(os.path.dirname(compare.DEFAULT_SPACE_FILE), "..", "model", f"{model}.yaml")
+        stock = os.path.join(os.path.dirname(recbole.__file__), "properties", "model", f"{model}.yaml")
+        with open(own if os.path.isfile(own) else stock) as f:
+            keys = set(yaml.safe_load(f))
+        dropouts = {k for k in keys if "dropout" in k and k != "stream_dropout"}  # a gated-fusion switch
+        expected = dropouts or {k for k in keys if k == "weight_decay"}
+        searched = {p[0] for p in compare.search_space(model)[0]}
+        assert "learning_rate" in searched and expected <= searched, (model, expected - searched)
     from recbole_ext.tuning import read_params_file
 
     (name, kind, (low, high)), *_ = read_params_file(compare.DEFAULT_SPACE_FILE)
@@ -466,7 +483,7 @@ def test_tuned_comparison_with_seeds_and_paired_tests_writes_json_and_resumes(tm
     assert gru["change"] == pytest.approx(pooled["GRU4Rec"].mean() / pooled["SASRec"].mean() - 1)
     markdown = open(os.path.join(output_dir, "comparison.md")).read()
     assert "tuning: 2 trials per model" in markdown and "Wilcoxon signed-rank test" in markdown
-    assert "| GRU4Rec | hyper/default.hyper | 2 | learning_rate: loguniform [0.0003, 0.01] | learning_rate=" in markdown
+    assert "| GRU4Rec | hyper/GRU4Rec.hyper + hyper/default.hyper | 2 | dropout_prob: choice [0.0, 0.2, 0.4, 0.6]; learning_rate: loguniform [0.0003, 0.01] | dropout_prob=" in markdown
 
     # resume: every trial and run is read back, nothing trains
     capsys.readouterr()
