@@ -23,7 +23,9 @@ Tuning every row separately costs a table's rows times the results page's tuning
 ``--chosen-from <run_benchmarks.py --work-dir>`` no row is tuned here: every row takes the
 configuration that the results page's tuned comparison chose for the table's model (on validation
 only), with the row's own switches on top, and SASRec takes its own chosen configuration; each is
-trained on ``--repeats`` seeds. All rows of a table then share one tuned configuration (the common
+trained on ``--repeats`` seeds; a run that comparison already made with the very same resolved
+configuration and seed (SASRec, a row equal to the tuned choice) is copied from its records, not
+trained again (``compare.equal_run_record``). All rows of a table then share one tuned configuration (the common
 ablation practice; it can favour the full model, and the page says so). The page counts as a full
 budget when that comparison had the full number of trials.
 
@@ -208,9 +210,9 @@ def runs_folder(args, dataset, protocol):
     return os.path.join(os.path.abspath(args.work_dir), dataset + (f"-{protocol}" if protocol else ""))
 
 
-def run_table(table, dataset, args, protocol=None, chosen=None):
-    """The comparison of one table's rows and SASRec on ``dataset`` (tuned here, or from ``chosen``);
-    returns ``(comparison dict or None, output folder, wall seconds, error text or None)``."""
+def run_table(table, dataset, args, protocol=None, chosen=None, reuse_from=None):
+    """The comparison of one table's rows and SASRec on ``dataset`` (tuned here, or from ``chosen``;
+    a run ``reuse_from``'s comparison already holds with the same configuration is copied); returns ``(comparison dict or None, output folder, wall seconds, error text or None)``."""
     from recbole_ext.compare import run_comparison
 
     output_dir = runs_folder(args, dataset, protocol)
@@ -222,7 +224,7 @@ def run_table(table, dataset, args, protocol=None, chosen=None):
         _, comparison = run_comparison(
             entries_of(table, args.rows, chosen, args.skip_rows), dataset, overrides, output_dir=output_dir,
             tune=0 if chosen is not None else args.tune, repeats=args.repeats, baseline=BASELINE, metric=METRIC,
-            quiet=True,
+            quiet=True, reuse_from=reuse_from,
         )
         error = None
     except Exception as failure:  # a table that cannot run (e.g. missing side information) is a row
@@ -327,13 +329,15 @@ def main(argv=None):
     sections, summary, source_trials = [], [], []
     for table in (t for t in TABLES if t["key"] in keys):
         for dataset in (d for d in table["datasets"] if datasets is None or d in datasets):
-            chosen = None
+            chosen, reuse_from = None, None
             if args.chosen_from:
                 chosen, trials = load_chosen(args.chosen_from, dataset, run_benchmarks.shared_overrides(args))
                 source_trials.append(trials)
+                # SASRec and a row equal to its model's tuned choice were already run there
+                reuse_from = (os.path.join(os.path.abspath(args.chosen_from), dataset), trials)
             for protocol in table["protocols"]:
                 print(f"[paper_tables] {section_key(table, dataset, protocol)} ...", flush=True)
-                comparison, output_dir, wall, error = run_table(table, dataset, args, protocol, chosen)
+                comparison, output_dir, wall, error = run_table(table, dataset, args, protocol, chosen, reuse_from)
                 claims = check_claims(table, comparison, output_dir) if comparison else []
                 sections.append(table_section(table, dataset, comparison, claims, wall, error, args.rows, protocol,
                                               inherited=chosen is not None, skip=args.skip_rows))

@@ -293,9 +293,45 @@ def _as_json(values):
     return json.loads(json.dumps(values, sort_keys=True, default=str))
 
 
-def run_one(model, dataset, config_files, config_dict, record_file, setting_id, chosen=None, label=None):
+#: Config keys that say where a run's files live, not what it computes.
+LOCATION_KEYS = ("data_path", "checkpoint_dir")
+
+
+def equal_run_record(model, dataset, config_files, config_dict, record_file, reuse):
+    """``(path, record)`` of a finished run in another comparison folder that is the very run
+    ``record_file`` asks for, or None. ``reuse`` is ``(that folder's runs/, its setting digest)``.
+    The same run: made under that digest (data, shared overrides, config files), by the same model,
+    with the same resolved configuration (seed included) but for :data:`LOCATION_KEYS`; it is looked
+    up under this entry's file name and under the model's own (a tuned comparison labels by model)."""
+    from recbole_ext.trainer import _plain
+
+    runs_dir, source_digest = reuse
+    seed = config_dict["seed"]
+    names = dict.fromkeys([os.path.basename(record_file), f"{_safe_file_name(model)}-seed{seed}.json"])
+    wanted = None
+    for name in names:
+        path = os.path.join(runs_dir, name)
+        if not (os.path.isfile(path) and os.path.isfile(per_user_file(path))):
+            continue
+        with open(path, encoding="utf-8") as f:
+            record = json.load(f)
+        if record.get("setting_digest") != source_digest or record.get("model") != model:
+            continue
+        if wanted is None:
+            wanted = _plain(make_config(model, dataset, config_files, dict(config_dict)).final_config_dict)
+        theirs = record.get("config") or {}
+        keys = (set(wanted) | set(theirs)) - set(LOCATION_KEYS)
+        if all(_same(wanted.get(key), theirs.get(key)) for key in keys):
+            return path, record
+    return None
+
+
+def run_one(model, dataset, config_files, config_dict, record_file, setting_id, chosen=None, label=None,
+            reuse=None):
     """Train and test one (entry, seed) unless its record exists; return the record. The per-user
-    test values land beside the record (``.npz``) before the record itself, so a record means done."""
+    test values land beside the record (``.npz``) before the record itself, so a record means done.
+    ``reuse``: ``(runs folder, setting digest)`` of another comparison whose record of the very same
+    run (:func:`equal_run_record`) is copied instead of training it again."""
     from recbole_ext.quick_start import run_single, write_json_atomically
 
     chosen = dict(chosen or {})
@@ -316,6 +352,15 @@ def run_one(model, dataset, config_files, config_dict, record_file, setting_id, 
                     "pass another --output_dir (records are never overwritten)"
                 )
         print(f"[compare] skipped {label or model} seed {config_dict['seed']}: record {record_file} exists", flush=True)
+        return record
+    found = equal_run_record(model, dataset, config_files, dict(config_dict, **chosen), record_file, reuse) if reuse else None
+    if found:
+        source, record = found
+        print(f"[compare] reused {label or model} seed {config_dict['seed']}: the same run is {source}", flush=True)
+        save_per_user(per_user_file(record_file), load_per_user(per_user_file(source)))
+        record = dict(record, setting_digest=setting_id, chosen=chosen, requested=_as_json(config_dict),
+                      reused_from=os.path.abspath(source))
+        write_json_atomically(record_file, record)
         return record
     print(f"[compare] training {label or model} seed {config_dict['seed']}", flush=True)
     started = time.time()
@@ -891,10 +936,12 @@ def main(argv):
 
 def run_comparison(
     entries, dataset, overrides, config_files=None, output_dir=None, tune=0, repeats=1, baseline=None,
-    metric=None, test="wilcoxon", result_file=None, quiet=False,
+    metric=None, test="wilcoxon", result_file=None, quiet=False, reuse_from=None,
 ):
     """Tune (``tune`` trials), train and test every :class:`Entry` on ``repeats`` seeds and write
-    the tables; returns ``(exit status, the comparison.json dict or None)``."""
+    the tables; returns ``(exit status, the comparison.json dict or None)``. ``reuse_from``:
+    ``(folder, its number of trials)`` of another comparison on the same data and shared overrides;
+    a run it already holds with the same resolved configuration is copied, not trained again."""
     if repeats < 1:
         raise ValueError(f"--repeats must be at least 1, got {repeats}")
     if tune < 0:
@@ -916,6 +963,10 @@ def run_comparison(
     # the data's content is part of the setting: a resumed comparison on changed data refuses old runs
     data_digest = dataset_content_digest(make_config(entries[0].model, dataset, config_files, dict(overrides)))
     setting_id = setting_digest(dataset, overrides, config_files, data_digest, tune)
+    reuse = None
+    if reuse_from:
+        folder, source_tune = reuse_from
+        reuse = (os.path.join(folder, "runs"), setting_digest(dataset, overrides, config_files, data_digest, source_tune))
     output_dir = output_dir or os.path.join("comparison", f"{_safe_file_name(dataset)}-{setting_id}")
     shared = dict(overrides)
     shared.setdefault("checkpoint_dir", os.path.join(output_dir, "saved"))
@@ -951,7 +1002,7 @@ def run_comparison(
             try:
                 record = run_one(
                     entry.model, dataset, config_files, dict(shared, **entry.fixed, seed=seed), record_file,
-                    setting_id, chosen_by_label.get(entry.label), entry.label,
+                    setting_id, chosen_by_label.get(entry.label), entry.label, reuse,
                 )
             except ResumeConflictError:
                 raise

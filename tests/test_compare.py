@@ -630,3 +630,40 @@ def test_models_must_share_the_evaluation_protocol():
         compare.check_shared_setting({"SASRec": dict(base), "MAGNN": dict(base, eval_protocol="magnn")})
     with pytest.raises(ValueError, match="dgsr_negatives"):
         compare.check_shared_setting({"SASRec": dict(base, dgsr_negatives=100), "DGSR": dict(base, dgsr_negatives=50)})
+
+
+def test_a_run_another_comparison_already_made_is_copied_not_retrained(tmp_path, capsys):
+    """paper_tables --chosen-from: SASRec and a row equal to the tuned choice reuse the results
+    page's runs; a row with another configuration, or another source setting, trains."""
+    overrides = tiny_config_dict(metrics=["NDCG"], topk=[10], valid_metric="NDCG@10")
+    overrides.pop("n_graph_heads")
+    source = str(tmp_path / "source")
+    compare.run_comparison([compare.Entry("SASRec", "SASRec"), compare.Entry("GRU4Rec", "GRU4Rec")], "synthetic",
+                           dict(overrides), output_dir=source, quiet=True)
+    capsys.readouterr()
+    entries = [compare.Entry("SASRec", "SASRec"),
+               compare.Entry("GRU (its default dropout)", "GRU4Rec", {"dropout_prob": 0.3}),
+               compare.Entry("GRU dropout 0.1", "GRU4Rec", {"dropout_prob": 0.1})]
+    here = str(tmp_path / "here")
+    compare.run_comparison(entries, "synthetic", dict(overrides), output_dir=here, quiet=True, reuse_from=(source, 0))
+    printed = capsys.readouterr().out
+    assert "[compare] reused SASRec seed 2020" in printed and "[compare] reused GRU (its default dropout)" in printed
+    assert "[compare] training GRU dropout 0.1 seed 2020" in printed
+
+    def record(folder, label):
+        with open(os.path.join(folder, "runs", f"{compare._safe_file_name(label)}-seed2020.json")) as f:
+            return json.load(f)
+
+    copied = record(here, "GRU (its default dropout)")
+    assert copied["reused_from"].endswith(os.path.join("source", "runs", "GRU4Rec-seed2020.json"))
+    assert copied["test_result"] == record(source, "GRU4Rec")["test_result"]
+    name = compare._safe_file_name("GRU (its default dropout)") + "-seed2020.json"
+    per_user = compare.load_per_user(compare.per_user_file(os.path.join(here, "runs", name)))
+    assert np.array_equal(per_user["ndcg@10"], compare.load_per_user(
+        os.path.join(source, "runs", "GRU4Rec-seed2020.npz"))["ndcg@10"])
+    assert "reused_from" not in record(here, "GRU dropout 0.1")
+    # the source's setting must be the one it was made under: another trial count is another setting
+    elsewhere = str(tmp_path / "elsewhere")
+    compare.run_comparison(entries[:1], "synthetic", dict(overrides), output_dir=elsewhere, quiet=True,
+                           reuse_from=(source, 3))
+    assert "[compare] training SASRec seed 2020" in capsys.readouterr().out
