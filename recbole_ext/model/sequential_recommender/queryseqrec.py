@@ -255,6 +255,17 @@ class QuerySeqRec(SequentialRecommender):
                              f"item_stream_loss_weight > 0 (the item stream's only loss)")
         if not 0.0 <= self.stream_dropout <= 1.0:
             raise ValueError(f"stream_dropout must be in [0, 1], got {self.stream_dropout}")
+        self.min_word_count = _value(config, "min_word_count", 0)
+        if isinstance(self.min_word_count, bool) or not isinstance(self.min_word_count, int) \
+                or self.min_word_count < 0:
+            raise ValueError(f"min_word_count must be an integer >= 0, got "
+                             f"{self.min_word_count!r}")
+        self.word_dropout = float(_value(config, "word_dropout", 0.0))
+        if not 0.0 <= self.word_dropout < 1.0:
+            raise ValueError(f"word_dropout must be in [0, 1), got {self.word_dropout}")
+        # one shared out-of-vocabulary word (an extra row of the word table) for rare words and
+        # dropped words; absent when both are off, so the model is then exactly as without them
+        self.uses_oov_word = self.use_queries and (self.min_word_count > 0 or self.word_dropout > 0)
         if self.loss_type == "BPR" and (self.train_positions == "all" or self.softmax_samples):
             raise ValueError("loss_type BPR trains the last position against RecBole's sampled "
                              "negative; set train_positions: last and softmax_samples: 0")
@@ -263,7 +274,11 @@ class QuerySeqRec(SequentialRecommender):
         self.item_embedding = nn.Embedding(self.n_items, d, padding_idx=0)
         if self.use_queries:
             self.register_buffer("query_words", dataset.query_words.long(), persistent=False)
-            self.word_embedding = nn.Embedding(dataset.num_words, d, padding_idx=0)
+            self.oov_word = dataset.num_words
+            if self.uses_oov_word:
+                self.register_buffer("word_remap", self._word_remap(dataset), persistent=False)
+            self.word_embedding = nn.Embedding(dataset.num_words + int(self.uses_oov_word), d,
+                                               padding_idx=0)
             self.type_embedding = nn.Embedding(3, d)
         # early and NOVA fusions read the item slots plus one slot for the trailing query
         self.reads_trailing_query = self.use_queries and self.query_fusion in ("early", "nova")
@@ -364,10 +379,36 @@ class QuerySeqRec(SequentialRecommender):
             weights[1:] = 1.0
         return weights
 
+    def _word_remap(self, dataset):
+        """``[num_words]``: each word id, or the OOV id where the word occurs fewer than
+        ``min_word_count`` times in the training split's queries (``train_word_counts``, counted
+        by ``QueryAwareDataset.build`` from training inputs only); padding stays 0."""
+        counts = getattr(dataset, "train_word_counts", None)
+        if counts is None:
+            raise ValueError("min_word_count and word_dropout need the training word counts of "
+                             "QueryAwareDataset.build (train_word_counts); this dataset has none")
+        remap = torch.arange(dataset.num_words)
+        remap[counts < self.min_word_count] = self.oov_word
+        remap[0] = 0
+        return remap
+
     # -- inputs -------------------------------------------------------------------------------
+    def query_words_of(self, query_ids):
+        """``[..., max_query_words]`` word ids of the queries: rare words (``min_word_count``)
+        mapped to the OOV word, and in training each word replaced by it with probability
+        ``word_dropout``; padding (0) stays."""
+        words = self.query_words[query_ids]
+        if not self.uses_oov_word:
+            return words
+        words = self.word_remap[words]
+        if self.training and self.word_dropout > 0:
+            drop = (torch.rand(words.shape, device=words.device) < self.word_dropout) & (words > 0)
+            words = words.masked_fill(drop, self.oov_word)
+        return words
+
     def query_representation(self, query_ids):
         """Mean of the query's word embeddings (zero for query id 0)."""
-        words = self.query_words[query_ids]
+        words = self.query_words_of(query_ids)
         present = (words > 0).unsqueeze(-1).to(self.word_embedding.weight.dtype)
         total = (self.word_embedding(words) * present).sum(-2)
         return total / present.sum(-2).clamp(min=1.0)
