@@ -925,7 +925,7 @@ RUN_SWITCHES = [
     {"backbone": "ssept", "query_fusion": "heterogeneous", "sse_user_prob": 0.5, "sse_item_prob": 0.2},
     {"initialization": "xavier"},
     {"clip_grad_norm": {"max_norm": 0.01}},
-    {"min_word_count": 3},
+    {"min_word_count": 10 ** 6},  # every word below it (no word of this data is rare at 3)
     {"word_dropout": 0.2},
 ]
 
@@ -1175,19 +1175,22 @@ def test_word_dropout_replaces_words_in_training_only(query_dataset):
 
 
 def test_rare_word_switches_off_are_the_model_without_them(query_dataset):
-    """Both switches at 0 (the yaml's values) build exactly the model without the keys: same
-    parameters (no OOV row, no remap), same scores; on, the word table grows by one row."""
+    """Both switches at 0 (the yaml's values), and a ``min_word_count`` no training word falls
+    below, build exactly the model without the keys: same parameters (no OOV row, no remap),
+    same scores; one word below it (the control) adds the OOV row."""
     _, dataset, (train, _, _) = query_dataset
     without, _ = _model(query_dataset, min_word_count=None, word_dropout=None)
-    off, _ = _model(query_dataset, min_word_count=0, word_dropout=0.0)
-    assert off.word_embedding.num_embeddings == dataset.num_words
-    assert not hasattr(off, "word_remap")
-    assert without.state_dict().keys() == off.state_dict().keys()
-    for name, value in without.state_dict().items():
-        assert torch.equal(value, off.state_dict()[name]), name
+    lowest = int(dataset.train_word_counts[1:].min())
     batch = _batch(train, 64)
-    assert torch.equal(_eval_scores(off, batch), _eval_scores(without, batch))
-    on, _ = _model(query_dataset, min_word_count=2)
+    for switches in ({"min_word_count": 0, "word_dropout": 0.0}, {"min_word_count": lowest}):
+        off, _ = _model(query_dataset, **switches)
+        assert off.word_embedding.num_embeddings == dataset.num_words
+        assert not hasattr(off, "word_remap")
+        assert without.state_dict().keys() == off.state_dict().keys()
+        for name, value in without.state_dict().items():
+            assert torch.equal(value, off.state_dict()[name]), name
+        assert torch.equal(_eval_scores(off, batch), _eval_scores(without, batch))
+    on, _ = _model(query_dataset, min_word_count=lowest + 1)
     assert on.word_embedding.num_embeddings == dataset.num_words + 1
 
 
