@@ -36,6 +36,20 @@ process per dataset and seed (each a few minutes under the shared core's lock), 
     python benchmarks/bench_queryseqrec.py --summarize page-*.json --page benchmarks/QSR_WEAKQ \
         --epochs 100 --stopping-step 3 --lr 5e-3 --max-len 10
 
+Issue 16's rare-word rows (``gated mwc<k>``: min_word_count k, ``gated wd<p>``: word_dropout p,
+``gated noword``: every word mapped to the OOV word, ``gated mwc0``: both off whatever the
+defaults), measured on synthetic-weakq, one process per seed (figures in QuerySeqRec.yaml; on
+synthetic no word is rare and these rows are the default model exactly):
+
+    for s in 2020 2021 2022; do
+      python benchmarks/bench_queryseqrec.py --datasets synthetic-weakq --seeds $s --rows SASRec \
+        "gated mwc0" "gated mwc2" "gated mwc4" "gated mwc8" "gated noword" --epochs 100 \
+        --stopping-step 3 --lr 5e-3 --max-len 10 --skip-memory --json sel-$s.json; done
+    python benchmarks/bench_queryseqrec.py --summarize sel-*.json --epochs 100 --stopping-step 3 \
+        --lr 5e-3 --max-len 10
+
+``--page-rows`` adds such rows to the figure page (paired against SASRec like the others).
+
 Memory: each variant runs in a fresh process; one Adam step on a batch of 128 sequences of 50
 events, with the peak resident memory (``ru_maxrss``) reported before and after the step.
 """
@@ -59,7 +73,21 @@ from common import evaluation_settings  # noqa: E402  (benchmarks/common.py)
 ROWS = {
     "SASRec": ("SASRec", {}),
     "QuerySeqRec": ("QuerySeqRec", {}),
-    "heterogeneous": ("QuerySeqRec", {"query_fusion": "heterogeneous"}),
+    # the paper's model: the heterogeneous sequence, rare-word switches off whatever the defaults
+    "heterogeneous": ("QuerySeqRec", {"query_fusion": "heterogeneous", "min_word_count": 0,
+                                      "word_dropout": 0.0}),
+    # rare-word regularisation of the queries (issue 16), on the gated form; "gated mwc0" is the
+    # gated form with both switches off whatever the defaults (the default before issue 16)
+    "gated mwc0": ("QuerySeqRec", {"query_fusion": "gated", "min_word_count": 0, "word_dropout": 0.0}),
+    **{f"gated mwc{k}": ("QuerySeqRec", {"query_fusion": "gated", "min_word_count": k,
+                                         "word_dropout": 0.0}) for k in (2, 4, 8)},
+    **{f"gated wd{p}": ("QuerySeqRec", {"query_fusion": "gated", "min_word_count": 0,
+                                        "word_dropout": p}) for p in (0.1, 0.2, 0.4)},
+    # every word below the count: a query is reduced to "a query was issued" (its event type)
+    "gated noword": ("QuerySeqRec", {"query_fusion": "gated", "min_word_count": 10 ** 9,
+                                     "word_dropout": 0.0}),
+    "gated mwc4 wd0.1": ("QuerySeqRec", {"query_fusion": "gated", "min_word_count": 4,
+                                         "word_dropout": 0.1}),
     "gated": ("QuerySeqRec", {"query_fusion": "gated"}),
     "gated w/o A": ("QuerySeqRec", {"query_fusion": "gated", "augmentation": "none"}),
     "gated b-4": ("QuerySeqRec", {"query_fusion": "gated", "gate_bias_init": -4.0}),
@@ -271,7 +299,8 @@ def page_figures(results, args):
     figures = {}
     for dataset_name, rows in results.items():
         base = rows["SASRec"]
-        for label in [r for r in PAGE_ROWS if r in rows]:
+        extra = [r for r in getattr(args, "page_rows", None) or [] if r not in PAGE_ROWS]
+        for label in [r for r in PAGE_ROWS + extra if r in rows]:
             per_seed = rows[label]
             entry = {"seeds": sorted(int(s) for s in per_seed),
                      "epochs_trained": [per_seed[s]["epochs_trained"] for s in sorted(per_seed)],
@@ -314,10 +343,27 @@ def verdicts(figures, alpha=0.05):
     return lines
 
 
+def _default_switches():
+    """The package defaults of QuerySeqRec's query switches, as the page states them."""
+    import yaml
+
+    with open(os.path.join(REPO_ROOT, "properties", "model", "QuerySeqRec.yaml")) as f:
+        defaults = yaml.safe_load(f)
+    return ", ".join(f"`{key}: {defaults[key]}`" for key in
+                     ("query_fusion", "min_word_count", "word_dropout"))
+
+
+def _overrides(label):
+    model, extra = ROWS[label]
+    return ", ".join(f"{k}: {v}" for k, v in extra.items()) or f"{model} defaults"
+
+
 def write_page(results, args):
     """``<page>.md`` and ``<page>.json``: the figure page of issue 16 (see ``page_figures``)."""
     figures = page_figures(results, args)
     checks = verdicts(figures)
+    extra_rows = [r for r in getattr(args, "page_rows", None) or [] if r not in PAGE_ROWS
+                  and any(r in rows for rows in figures.values())]
     command = args.command or "python benchmarks/bench_queryseqrec.py " + " ".join(sys.argv[1:])
     out = [
         "# QuerySeqRec on weak queries (issue 16)",
@@ -328,9 +374,11 @@ def write_page(results, args):
         command,
         "```",
         "",
-        f"Rows: SASRec; QuerySeqRec with its defaults (`query_fusion: gated`, this package's robust "
-        f"form); QuerySeqRec `query_fusion: heterogeneous` (the paper's model, otherwise the same "
-        f"defaults, graph augmentation included). Same hyper-parameters for every row: hidden "
+        f"Rows: SASRec; QuerySeqRec with its defaults ({_default_switches()}: this package's "
+        f"robust form); QuerySeqRec `query_fusion: heterogeneous` (the paper's model, otherwise the same "
+        f"defaults, graph augmentation included, rare-word switches off)"
+        + ("; then " + ", ".join(f"`{r}` ({_overrides(r)})" for r in extra_rows) if extra_rows
+           else "") + f". Same hyper-parameters for every row: hidden "
         f"{args.hidden}, inner {2 * args.hidden}, 2 layers, 2 heads, dropout 0.2/0.2, "
         f"MAX_ITEM_LIST_LENGTH {args.max_len}, batch 256, full-softmax CE, Adam lr {args.lr} (chosen "
         f"on validation for the default, see QuerySeqRec.yaml), at most {args.epochs} epochs, early "
@@ -467,6 +515,9 @@ def main():
     parser.add_argument("--page", default=None,
                         help="also write the figure page PAGE.md and PAGE.json (rows SASRec, "
                              "QuerySeqRec, heterogeneous; with --summarize: from those files)")
+    parser.add_argument("--page-rows", nargs="+", default=[], choices=list(ROWS),
+                        help="rows shown on the page after SASRec, QuerySeqRec, heterogeneous "
+                             "(where the results hold them)")
     parser.add_argument("--command", default=None,
                         help="the command line the page states (default: this one)")
     parser.add_argument("--items", type=int, default=1_000_000)

@@ -925,6 +925,8 @@ RUN_SWITCHES = [
     {"backbone": "ssept", "query_fusion": "heterogeneous", "sse_user_prob": 0.5, "sse_item_prob": 0.2},
     {"initialization": "xavier"},
     {"clip_grad_norm": {"max_norm": 0.01}},
+    {"min_word_count": 10 ** 6},  # every word below it (no word of this data is rare at 3)
+    {"word_dropout": 0.2},
 ]
 
 
@@ -1040,3 +1042,173 @@ def test_transform_trims_event_padding_without_changing_scores(query_dataset):
                                                                            _batch(train, 16))
         assert trimmed[EVENT_TYPE_FIELD].size(1) == width
         assert torch.allclose(model.full_sort_predict(trimmed), reference, atol=1e-5)
+
+
+# --------------------------------------------------------------------------------------------
+# rare-word regularisation (min_word_count, word_dropout)
+# --------------------------------------------------------------------------------------------
+
+
+def test_training_query_events_hand_case():
+    """Each example owns the queries after its last input item; the user's first example also
+    those before its first item (types: 1 item, 2 query, 0 padding)."""
+    from recbole_ext.data.dataset.query_dataset import training_query_events
+
+    types = torch.tensor([[2, 2, 1, 2, 0], [2, 1, 2, 1, 2], [1, 2, 1, 0, 0], [2, 1, 2, 1, 2]])
+    first = torch.tensor([True, False, False, True])
+    owned = training_query_events({EVENT_TYPE_FIELD: types}, first)
+    assert owned.long().tolist() == [[1, 1, 0, 1, 0], [0, 0, 0, 0, 1], [0, 0, 0, 0, 0],
+                                     [1, 0, 0, 0, 1]]
+
+
+def _raw_queries(tiny_data_path, dataset):
+    raw = pd.read_csv(os.path.join(tiny_data_path, "synthetic", "synthetic.query"), sep="\t",
+                      dtype=str)
+    raw.columns = [c.split(":")[0] for c in raw.columns]
+    raw["timestamp"] = raw["timestamp"].astype(float)
+    raw["uid"] = raw["user_id"].map(dataset.field2token_id["user_id"])
+    return raw
+
+
+def _word_counts(raw, dataset, keep):
+    index = {token: w for w, token in enumerate(dataset.word_tokens)}
+    counts = np.zeros(dataset.num_words, dtype=np.int64)
+    for text in raw["query"][keep]:
+        for token in text.split()[: dataset.max_query_words]:
+            counts[index[token]] += 1
+    return counts
+
+
+def test_training_word_counts_ignore_validation_and_test_queries(tiny_data_path, query_dataset):
+    """``train_word_counts`` equals a plain count over the raw .query file of each user's
+    queries issued strictly before the user's last training target, i.e. every query of the
+    training inputs once and none of the queries only validation or test inputs hold (those
+    between the last training target and the test target); the control: counting every query
+    gives other counts."""
+    _, dataset, (train, valid, test) = query_dataset
+    raw = _raw_queries(tiny_data_path, dataset)
+    feat = train.inter_feat
+    last_train = pd.Series(feat["timestamp"].numpy()).groupby(feat["user_id"].numpy()).max()
+    cutoff = raw["uid"].map(last_train).to_numpy()
+    before = raw["timestamp"].to_numpy() < cutoff  # users without training examples: NaN, False
+    expected = _word_counts(raw, dataset, before)
+    assert torch.equal(dataset.train_word_counts, torch.from_numpy(expected))
+    assert torch.equal(train.train_word_counts, dataset.train_word_counts)
+    held_out = _word_counts(raw, dataset, ~before)
+    assert held_out.sum() > 0  # the evaluation inputs do hold queries, not counted
+    assert not np.array_equal(_word_counts(raw, dataset, np.ones(len(raw), bool)), expected)
+
+
+def _word_model(query_dataset, base, **overrides):
+    """A model with ``overrides`` and ``base``'s weights (the OOV row, if any, kept as drawn)."""
+    model, train = _model(query_dataset, **overrides)
+    weights = dict(base.state_dict())
+    table = model.word_embedding.weight.detach().clone()
+    table[: base.word_embedding.num_embeddings] = weights["word_embedding.weight"]
+    weights["word_embedding.weight"] = table
+    model.load_state_dict(weights)
+    return model, train
+
+
+def test_min_word_count_maps_rare_training_words_to_one_oov_word(query_dataset):
+    """``min_word_count`` k: exactly the words seen fewer than k times in training map to one
+    extra OOV row; with the same weights a query of common words is represented as before, one
+    holding a rare word is not, and the scores of examples reading such a query change."""
+    _, dataset, (train, _, _) = query_dataset
+    base, _ = _model(query_dataset, query_fusion="heterogeneous")
+    counts = dataset.train_word_counts
+    k = int(counts[1:].float().median()) + 1
+    model, _ = _word_model(query_dataset, base, query_fusion="heterogeneous", min_word_count=k)
+    assert model.word_embedding.num_embeddings == dataset.num_words + 1
+    rare = counts < k
+    rare[0] = False
+    assert 0 < int(rare.sum()) < dataset.num_words - 1
+    assert torch.equal(model.word_remap == model.oov_word, rare)
+    assert torch.equal(model.word_remap[~rare], torch.arange(dataset.num_words)[~rare])
+    queries = torch.arange(1, dataset.num_queries)
+    has_rare = rare[dataset.query_words[queries]].any(1)
+    model.eval(), base.eval()
+    with torch.no_grad():
+        same = torch.isclose(model.query_representation(queries),
+                             base.query_representation(queries), atol=1e-6).all(1)
+        assert torch.equal(same, ~has_rare)
+        only_rare = (rare[dataset.query_words[queries]] | (dataset.query_words[queries] == 0)).all(1)
+        assert only_rare.any()
+        oov = model.word_embedding.weight[model.oov_word]
+        assert torch.allclose(model.query_representation(queries[only_rare]),
+                              oov.expand(int(only_rare.sum()), -1), atol=1e-6)
+        batch = _batch(train, 128)
+        events = batch[EVENT_QUERY_FIELD]
+        reads_rare = (rare[dataset.query_words[events]].any(-1) & (events > 0)).any(1)
+        # the same computation on the same inputs is bit-identical; a far query moves little
+        moved = (model.full_sort_predict(batch) != base.full_sort_predict(batch)).any(1)
+        assert reads_rare.any() and torch.equal(moved, reads_rare)
+
+
+def test_word_dropout_replaces_words_in_training_only(query_dataset):
+    """``word_dropout`` p: in training each word is replaced by the OOV word at rate p (padding
+    never), redrawn each call; evaluation reads every word, so with the same weights the
+    evaluation scores are those of the model without it while the training loss differs."""
+    _, dataset, (train, _, _) = query_dataset
+    base, _ = _model(query_dataset, query_fusion="heterogeneous", hidden_dropout_prob=0.0,
+                     attn_dropout_prob=0.0)
+    model, _ = _word_model(query_dataset, base, query_fusion="heterogeneous",
+                           hidden_dropout_prob=0.0, attn_dropout_prob=0.0, word_dropout=0.3)
+    assert torch.equal(model.word_remap, torch.arange(dataset.num_words))  # no rare-word map
+    queries = torch.arange(1, dataset.num_queries).repeat(20)
+    words = dataset.query_words[queries]
+    model.train()
+    torch.manual_seed(5)
+    drawn = model.query_words_of(queries)
+    assert torch.equal(drawn == 0, words == 0)
+    rate = float((drawn == model.oov_word).sum()) / float((words > 0).sum())
+    assert abs(rate - 0.3) < 0.02
+    assert torch.equal(drawn[drawn != model.oov_word], words[drawn != model.oov_word])
+    assert not torch.equal(model.query_words_of(queries), drawn)  # redrawn
+    batch = _batch(train, 64)
+    base.train()
+    torch.manual_seed(5)
+    assert not torch.allclose(model.calculate_loss(batch), base.calculate_loss(batch))
+    model.eval()
+    assert torch.equal(model.query_words_of(queries), words)
+    assert torch.allclose(_eval_scores(model, batch), _eval_scores(base, batch), atol=1e-6)
+
+
+def test_rare_word_switches_off_are_the_model_without_them(query_dataset):
+    """Both switches at 0 (the yaml's values), and a ``min_word_count`` no training word falls
+    below, build exactly the model without the keys: same parameters (no OOV row, no remap),
+    same scores; one word below it (the control) adds the OOV row."""
+    _, dataset, (train, _, _) = query_dataset
+    without, _ = _model(query_dataset, min_word_count=None, word_dropout=None)
+    lowest = int(dataset.train_word_counts[1:].min())
+    batch = _batch(train, 64)
+    for switches in ({"min_word_count": 0, "word_dropout": 0.0}, {"min_word_count": lowest}):
+        off, _ = _model(query_dataset, **switches)
+        assert off.word_embedding.num_embeddings == dataset.num_words
+        assert not hasattr(off, "word_remap")
+        assert without.state_dict().keys() == off.state_dict().keys()
+        for name, value in without.state_dict().items():
+            assert torch.equal(value, off.state_dict()[name]), name
+        assert torch.equal(_eval_scores(off, batch), _eval_scores(without, batch))
+    on, _ = _model(query_dataset, min_word_count=lowest + 1)
+    assert on.word_embedding.num_embeddings == dataset.num_words + 1
+
+
+@pytest.mark.parametrize("bad", [{"min_word_count": -1}, {"min_word_count": 2.5},
+                                 {"word_dropout": 1.0}, {"word_dropout": -0.1}])
+def test_bad_rare_word_values_name_the_key(query_dataset, bad):
+    with pytest.raises(ValueError, match=next(iter(bad))):
+        _model(query_dataset, **bad)
+
+
+def test_without_queries_ignores_the_rare_word_switches_and_is_sasrec(query_dataset):
+    """``use_queries: False`` with both switches on is still SASRec given SASRec's weights."""
+    from recbole.model.sequential_recommender import SASRec
+
+    config, _, (train, _, _) = query_dataset
+    model, _ = _model(query_dataset, use_queries=False, min_word_count=3, word_dropout=0.2)
+    torch.manual_seed(1)
+    sasrec = SASRec(_DictConfig(dict(config.final_config_dict)), train)
+    model.load_state_dict(sasrec.state_dict())
+    batch = _batch(train)
+    assert torch.allclose(_eval_scores(model, batch), _eval_scores(sasrec, batch), atol=1e-6)

@@ -78,3 +78,22 @@ def test_rows_with_other_test_examples_are_refused():
     results["synthetic"]["QuerySeqRec"][1]["test_per_example"]["user"][0] = 999
     with pytest.raises(RuntimeError, match="differ"):
         bench.page_figures(results, ARGS)
+
+
+def test_page_rows_add_a_variant_with_its_tests(tmp_path):
+    """``--page-rows``: a variant present in the results gets its own row, paired against
+    SASRec like the others; the verdicts stay those of the default and the paper's rows."""
+    results = _results({"synthetic": 0.1, "synthetic-weakq": 0.0}, -0.05)
+    for rows in results.values():
+        rows["gated mwc4"] = {seed: dict(row) for seed, row in rows["heterogeneous"].items()}
+    args = SimpleNamespace(**vars(ARGS), page=str(tmp_path / "PAGE"), page_rows=["gated mwc4"])
+    bench.write_page(results, args)
+    page = (tmp_path / "PAGE.md").read_text()
+    data = json.loads((tmp_path / "PAGE.json").read_text())
+    assert "| gated mwc4 |" in page and "`gated mwc4` (query_fusion: gated, min_word_count: 4" in page
+    assert data["figures"]["synthetic"]["gated mwc4"]["all"] == \
+        data["figures"]["synthetic"]["heterogeneous"]["all"]
+    assert "`query_fusion: gated`" in page
+    assert [r["holds"] for r in data["required"]] == [True] * 5
+    bench.write_page(results, SimpleNamespace(**vars(ARGS), page=str(tmp_path / "PLAIN")))
+    assert "gated mwc4" not in (tmp_path / "PLAIN.md").read_text()  # the control

@@ -207,6 +207,30 @@ def split_by_last_event(values, query_ended):
             "item_ended": mean(values[~mask]), "query_share": float(mask.double().mean())}
 
 
+def training_query_events(interaction, first_example):
+    """``[N, L]`` bool over ``event_query_list``: the query events that each training example
+    holds and no earlier example of its user does, i.e. the queries after its last input item
+    (issued between that item and the target), and for the user's first example
+    (``first_example [N]`` bool) also those before its first item. Over a training split every
+    query event issued before the user's last training target is marked exactly once (unless
+    ``MAX_EVENT_LIST_LENGTH`` cut it off), and nothing later: those queries precede a
+    validation or test target and are never a training input."""
+    types = interaction[EVENT_TYPE_FIELD]
+    positions = torch.arange(types.size(1), device=types.device).unsqueeze(0)
+    is_item = types == EVENT_ITEM
+    last_item = torch.where(is_item, positions, -1).max(1).values.unsqueeze(1)
+    first_item = torch.where(is_item, positions, types.size(1)).min(1).values.unsqueeze(1)
+    owned = (positions > last_item) | (first_example.unsqueeze(1) & (positions < first_item))
+    return owned & (types == EVENT_QUERY)
+
+
+def count_query_words(query_ids, query_words, n_words):
+    """``[n_words]`` int64: how often each word id occurs in the queries ``query_ids`` (any
+    shape; 0 = no query); the padding word 0 counts nothing."""
+    words = query_words[query_ids.reshape(-1)].reshape(-1)
+    return torch.bincount(words[words > 0], minlength=n_words)
+
+
 def csr_from_pairs(src, dst, n_src):
     """CSR adjacency (``ptr [n_src + 1]``, ``idx``) of the pairs, neighbours sorted by id."""
     order = np.lexsort((dst, src))
@@ -399,7 +423,23 @@ class QueryAwareDataset(ExtSequentialDataset):
             items[first_click].numpy(), contexts[first_click].numpy(),
             self.item_num, self.num_queries - 1, alpha)
         self.train_item_counts = torch.bincount(train[self.iid_field], minlength=self.item_num)
+        self.train_word_counts = self._train_word_counts(train)
         for dataset in datasets:
             dataset.query_item_graph = self.query_item_graph
             dataset.train_item_counts = self.train_item_counts
+            dataset.train_word_counts = self.train_word_counts
         return datasets
+
+    def _train_word_counts(self, train):
+        """``[num_words]``: occurrences of each word in the query events of the training split
+        (each event once, see :func:`training_query_events`); the queries of the validation and
+        test inputs are never counted."""
+        order = np.lexsort((train[self.time_field].numpy(),
+                            train[self.item_list_length_field].numpy(),
+                            train[self.uid_field].numpy()))
+        users = train[self.uid_field].numpy()[order]
+        first = np.zeros(len(train), dtype=bool)
+        first[order[np.r_[True, users[1:] != users[:-1]]]] = True
+        owned = training_query_events(train, torch.from_numpy(first))
+        return count_query_words(train[EVENT_QUERY_FIELD][owned], self.query_words,
+                                 self.num_words)
