@@ -346,7 +346,7 @@ def run_one(model, dataset, config_files, config_dict, record_file, setting_id, 
         # an entry's own fixed keys (a variant's switches) are not in the setting digest
         asked = _as_json(config_dict)
         for key, value in (record.get("requested") or {}).items():
-            if key != "seed" and asked.get(key) != value:
+            if key != "seed" and key not in LOCATION_KEYS and asked.get(key) != value:  # a moved folder still resumes
                 raise ResumeConflictError(
                     f"record {record_file} was made with {key}={value!r}, this run asks {asked.get(key)!r}; "
                     "pass another --output_dir (records are never overwritten)"

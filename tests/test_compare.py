@@ -600,6 +600,9 @@ def test_a_record_made_with_other_fixed_keys_is_refused(tmp_path):
     assert compare.run_one("SASRec", "synthetic", None, dict(config), record_file, "digest")["seed"] == config["seed"]
     with pytest.raises(compare.ResumeConflictError, match="made with n_layers=1, this run asks 2"):
         compare.run_one("SASRec", "synthetic", None, dict(config, n_layers=2), record_file, "digest")
+    # where files live is not what a run computes: a record read from a moved folder is still the run
+    moved = dict(config, checkpoint_dir=str(tmp_path / "elsewhere" / "saved"))
+    assert compare.run_one("SASRec", "synthetic", None, moved, record_file, "digest")["seed"] == config["seed"]
 
 
 def test_paper_tables_skip_rows_are_listed_as_not_run():
