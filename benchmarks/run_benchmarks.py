@@ -531,6 +531,8 @@ def write_plots(dataset, models, comparison, output):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
+    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)  # the plots lie beside the page
+
     rows = [
         (label, row["test"][MAIN_METRIC]["mean"], row["test"][MAIN_METRIC]["std"] or 0.0, row.get("seconds_per_epoch"))
         for label, row in ((m, comparison["models"][m]) for m in models if m in comparison["models"])

@@ -257,7 +257,7 @@ def test_benchmark_script_writes_its_page_through_the_tuned_protocol(tmp_path):
     import sys
 
     bench = _load_benchmark_script()
-    output = tmp_path / "RESULTS.md"
+    output = tmp_path / "page" / "RESULTS.md"  # a folder that does not exist yet
     command = [sys.executable, bench.__file__, "--models", "SASRec,GRU4Rec", "--datasets", "synthetic"]
     command += ["--tune", "1", "--repeats", "1", "--epochs", "1", "--hidden-size", "8", "--max-len", "10"]
     command += ["--batch-size", "2048", "--work-dir", str(tmp_path / "work"), "--output", str(output)]
@@ -268,7 +268,7 @@ def test_benchmark_script_writes_its_page_through_the_tuned_protocol(tmp_path):
     assert "--models SASRec,GRU4Rec --datasets synthetic --tune 1 --repeats 1 --epochs 1" in page  # the command
     assert "- wall time:" in page and "estimated wall time of the full budget" in page and "recbole 1.2.1" in page
     assert "training time in the records" in page and "- records written from " in page
-    result = json.loads((tmp_path / "RESULTS.json").read_text())
+    result = json.loads((tmp_path / "page" / "RESULTS.json").read_text())
     comparison = result["datasets"]["synthetic"]["comparison"]
     gru = comparison["models"]["GRU4Rec"]
     row = next(line for line in page.splitlines() if line.startswith("| GRU4Rec | RecBole |"))
@@ -282,7 +282,7 @@ def test_benchmark_script_writes_its_page_through_the_tuned_protocol(tmp_path):
     assert run["checkpoint"] and os.path.isfile(run["checkpoint"])
     for name in ("RESULTS_synthetic_ndcg10.png", "RESULTS_synthetic_quality_vs_speed.png"):
         assert f"]({name})" in page
-        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert (tmp_path / "page" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_a_failing_model_becomes_a_row_and_a_full_budget_is_not_called_a_smoke_test():
