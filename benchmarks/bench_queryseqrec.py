@@ -356,14 +356,35 @@ def verdicts(figures, alpha=0.05):
     return lines
 
 
-def _default_switches():
-    """The package defaults of QuerySeqRec's query switches, as the page states them."""
+def _yaml_defaults():
     import yaml
 
     with open(os.path.join(REPO_ROOT, "properties", "model", "QuerySeqRec.yaml")) as f:
-        defaults = yaml.safe_load(f)
+        return yaml.safe_load(f)
+
+
+def _default_switches():
+    """The package defaults of QuerySeqRec's query switches, as the page states them."""
+    defaults = _yaml_defaults()
     return ", ".join(f"`{key}: {defaults[key]}`" for key in
-                     ("query_fusion", "min_word_count", "word_dropout"))
+                     ("query_fusion", "training_schedule", "min_word_count", "word_dropout"))
+
+
+def as_default_row(results, label):
+    """``results`` with row ``label`` shown as the page's QuerySeqRec row (the default), checked:
+    every override of that row must be the yaml's default value, so the row IS the default
+    model (e.g. runs made before the default changed, under an explicit label)."""
+    model, extra = ROWS[label]
+    defaults = _yaml_defaults()
+    differ = {k: v for k, v in extra.items() if defaults.get(k) != v}
+    if model != "QuerySeqRec" or differ:
+        raise SystemExit(f"--default-row {label!r} is not QuerySeqRec's default: {differ}")
+    renamed = {}
+    for dataset_name, rows in results.items():
+        if "QuerySeqRec" in rows:
+            raise SystemExit(f"--default-row: {dataset_name} already has a QuerySeqRec row")
+        renamed[dataset_name] = {("QuerySeqRec" if r == label else r): v for r, v in rows.items()}
+    return renamed
 
 
 def _overrides(label):
@@ -531,6 +552,9 @@ def main():
     parser.add_argument("--page-rows", nargs="+", default=[], choices=list(ROWS),
                         help="rows shown on the page after SASRec, QuerySeqRec, heterogeneous "
                              "(where the results hold them)")
+    parser.add_argument("--default-row", default=None, choices=list(ROWS),
+                        help="with --summarize: show this row as the page's QuerySeqRec (default) "
+                             "row; its overrides must all be the yaml's defaults")
     parser.add_argument("--command", default=None,
                         help="the command line the page states (default: this one)")
     parser.add_argument("--items", type=int, default=1_000_000)
@@ -552,6 +576,8 @@ def main():
                 for dataset_name, rows in json.load(f).items():
                     for label, per_seed in rows.items():
                         merged.setdefault(dataset_name, {}).setdefault(label, {}).update(per_seed)
+        if args.default_row:
+            merged = as_default_row(merged, args.default_row)
         summarize(merged, args)
         if args.page:
             write_page(merged, args)

@@ -62,15 +62,14 @@ def test_two_stage_needs_the_gated_form_and_joint_adds_nothing(query_dataset):  
     assert list(joint.state_dict()) == list(default.state_dict())
     assert all(torch.equal(a, b) for a, b in zip(joint.state_dict().values(),
                                                  default.state_dict().values()))
-    assert set(staged.state_dict()) - set(default.state_dict()) == {"history_gate_scale"}
+    assert set(staged.state_dict()) - set(default.state_dict()) == {"history_gate_out.weight"}
     assert default.training_stages() == (None,)
     assert staged.training_stages() == (ITEM_STAGE, QUERY_STAGE)
 
 
 def test_joint_scores_are_the_gate_formula_before_the_switch(query_dataset):  # noqa: F811
     """joint's prediction is exactly ``h_items + g * (h_t - h_items)`` with the latest item's
-    slot counted in the event window (the formula of the gated model before two_stage), while
-    two_stage, its gate scale set to 1 with the same weights, differs only through alignment."""
+    slot counted in the event window (the formula of the gated model before two_stage)."""
     model, train = _model(query_dataset, query_fusion="gated", training_schedule="joint")
     model.eval()
     batch = _batch(train, 100)
@@ -142,7 +141,7 @@ def test_stage_two_starts_exactly_at_stage_one_and_trains_the_query_side_only(cu
         assert torch.equal(model.item_history_states(batch),
                            model.train(False).item_history_states(batch))
     before = _snapshot(model)
-    # the first step moves the gate scale only (every other gradient is 0 at scale 0)
+    # the first step moves the gate's output map only (every other gradient is 0 at 0)
     for _ in range(2):
         _step(model, batch, model.stage_parameters(QUERY_STAGE))
     after = _snapshot(model)
@@ -150,7 +149,7 @@ def test_stage_two_starts_exactly_at_stage_one_and_trains_the_query_side_only(cu
         if name.startswith(ITEM_SIDE):
             assert torch.equal(before[name], after[name]), name
             assert not dict(model.named_parameters())[name].requires_grad
-    for name in ("history_gate_scale", "word_embedding.weight", "history_gate_layer.weight"):
+    for name in ("history_gate_out.weight", "word_embedding.weight", "history_gate_layer.weight"):
         assert not torch.equal(before[name], after[name]), name
     model.eval()
     with torch.no_grad():

@@ -39,6 +39,21 @@ comes before the item stream has converged (not through rare query words: see th
 switches below). Isolating the item side repairs the item stream but starves the query side
 (synthetic's gain falls from +19% to +5%).
 
+``training_schedule: two_stage`` (issue 16; off by default, ``joint`` is the model above, unchanged)
+trains the gated form in two stages, each one run of RecBole's ``Trainer.fit`` with its own
+early stopping (``recbole_ext.trainer.StagedTrainer``): stage "items" trains the item side alone
+exactly as SASRec (the item table and the item-stream encoder, the item stream's loss only;
+``full_sort_predict`` is the item stream's) and keeps its best validation checkpoint; stage
+"queries" reloads it, freezes the item side (no gradient; its dropout off, so the query side
+learns on the item states it meets at evaluation) and trains the rest (word and type
+embeddings, the heterogeneous encoder, the gate) on the full prediction
+``h_items + W_o (g * (h_t - h_items))``, where ``W_o`` starts at zero and the latest event item
+is aligned with the last item of item_id_list: stage 2 starts exactly at the stage-1 model, and
+its start is validated and kept as best before any update, so on validation the result is
+never below the SASRec-trained item stream. (A per-dimension scale in place of ``W_o`` opened
+too slowly: Adam moves it by about the learning rate per step, and stage 2 early-stopped before
+the queries counted.) Figures: the yaml.
+
 Rare-word regularisation of the query representation (every fusion; off by default, issue 16):
 ``min_word_count`` k maps each word seen fewer than k times in the TRAINING split's queries to one
 shared out-of-vocabulary word (an extra row of the word table); the counts
@@ -373,8 +388,11 @@ class QuerySeqRec(SequentialRecommender):
             nn.init.constant_(self.history_gate_layer.bias,
                               float(_value(config, "gate_bias_init", -2.0)))
         if self.two_stage:
-            # per-dimension scale of the gate, zero: stage 2 starts exactly at the item stream
-            self.history_gate_scale = nn.Parameter(torch.zeros(d))
+            # output map of the gated difference, zero: stage 2 starts exactly at the item stream
+            # (a full d x d map, not a per-dimension scale: Adam moves each weight by about the
+            # learning rate per step, so a scale would open the gate too slowly for early stopping)
+            self.history_gate_out = nn.Linear(d, d, bias=False)
+            nn.init.zeros_(self.history_gate_out.weight)
 
     # -- training stages (training_schedule two_stage; recbole_ext.trainer.StagedTrainer) ----
     def training_stages(self):
@@ -391,7 +409,7 @@ class QuerySeqRec(SequentialRecommender):
         """The parameters ``stage`` trains: the item side (stage "items": the item table and
         the item-stream encoder, trained as SASRec), or every other parameter (stage "queries":
         word and type embeddings, the heterogeneous encoder, its positions and LayerNorm, the
-        gate and its scale); None: all."""
+        gate and its output map); None: all."""
         if stage is None:
             return list(self.parameters())
         item_side = {id(p) for module in self.item_side_modules() for p in module.parameters()}
@@ -613,8 +631,9 @@ class QuerySeqRec(SequentialRecommender):
             keep = torch.rand(len(hidden), 1, 1, device=hidden.device) >= self.stream_dropout
             gate = gate * keep.to(gate.dtype)
         if self.two_stage:
-            gate = gate * self.history_gate_scale
-        gated = history + gate * (hidden - history)
+            gated = history + self.history_gate_out(gate * (hidden - history))
+        else:
+            gated = history + gate * (hidden - history)
         return torch.where((slot >= 0).unsqueeze(-1), gated, hidden)
 
     def _forward_transformer(self, interaction):
