@@ -89,6 +89,9 @@ ROWS = {
     "gated mwc4 wd0.1": ("QuerySeqRec", {"query_fusion": "gated", "min_word_count": 4,
                                          "word_dropout": 0.1}),
     "gated": ("QuerySeqRec", {"query_fusion": "gated"}),
+    # issue 16: the item side trained as SASRec first, then the query side on it frozen
+    "gated 2stage": ("QuerySeqRec", {"query_fusion": "gated", "training_schedule": "two_stage"}),
+    "gated joint": ("QuerySeqRec", {"query_fusion": "gated", "training_schedule": "joint"}),
     "gated w/o A": ("QuerySeqRec", {"query_fusion": "gated", "augmentation": "none"}),
     "gated b-4": ("QuerySeqRec", {"query_fusion": "gated", "gate_bias_init": -4.0}),
     "gated aux1": ("QuerySeqRec", {"query_fusion": "gated", "item_stream_loss_weight": 1.0}),
@@ -173,6 +176,7 @@ def train_row(model_name, dataset_name, config_dict, masks):
                            f"{test_result['ndcg@10']}")
     valid_ndcg, _ = per_example_metrics(trainer.model, valid_data)
     epochs = len(trainer.train_epoch_seconds)
+    stage_epochs = getattr(trainer, "stage_epochs", None) or [epochs]
     users = test_data._dataset.inter_feat[config["USER_ID_FIELD"]]
     return {
         # per test example (dataset order): for the paired tests of the figure page
@@ -183,6 +187,7 @@ def train_row(model_name, dataset_name, config_dict, masks):
         "test": split_by_last_event(ndcg, test_mask),
         "test_hit": split_by_last_event(hit, test_mask),
         "epochs_trained": epochs,
+        "stage_epochs": stage_epochs,  # per training stage (two_stage: items, queries)
         "seconds_per_epoch": seconds / max(epochs, 1),
     }
 
@@ -290,6 +295,11 @@ def paired_groups(row, base):
     return {group: (np.concatenate(a), np.concatenate(b)) for group, (a, b) in pooled.items()}
 
 
+def _stage_epochs(row):
+    """Epochs of each training stage of one run (the epoch cap applies per stage)."""
+    return row.get("stage_epochs") or [row["epochs_trained"]]
+
+
 def page_figures(results, args):
     """The figure page's numbers: per dataset and row, test NDCG@10 mean and std over seeds per
     group, epochs trained per seed (and whether any hit the cap), and against SASRec the
@@ -303,9 +313,12 @@ def page_figures(results, args):
         for label in [r for r in PAGE_ROWS + extra if r in rows]:
             per_seed = rows[label]
             entry = {"seeds": sorted(int(s) for s in per_seed),
-                     "epochs_trained": [per_seed[s]["epochs_trained"] for s in sorted(per_seed)],
+                     # per seed: the epochs, or "items+queries" for two_stage's two stages
+                     "epochs_trained": ["+".join(map(str, _stage_epochs(per_seed[s])))
+                                        for s in sorted(per_seed)],
                      "valid_ndcg@10": mean_std([r["valid_ndcg@10"] for r in per_seed.values()])}
-            entry["hit_cap"] = any(e >= args.epochs for e in entry["epochs_trained"])
+            entry["hit_cap"] = any(e >= args.epochs for r in per_seed.values()
+                                   for e in _stage_epochs(r))
             for group in GROUPS:
                 entry[group] = dict(zip(("mean", "std"), mean_std(
                     [r["test"][group] for r in per_seed.values()])))
@@ -343,14 +356,35 @@ def verdicts(figures, alpha=0.05):
     return lines
 
 
-def _default_switches():
-    """The package defaults of QuerySeqRec's query switches, as the page states them."""
+def _yaml_defaults():
     import yaml
 
     with open(os.path.join(REPO_ROOT, "properties", "model", "QuerySeqRec.yaml")) as f:
-        defaults = yaml.safe_load(f)
+        return yaml.safe_load(f)
+
+
+def _default_switches():
+    """The package defaults of QuerySeqRec's query switches, as the page states them."""
+    defaults = _yaml_defaults()
     return ", ".join(f"`{key}: {defaults[key]}`" for key in
-                     ("query_fusion", "min_word_count", "word_dropout"))
+                     ("query_fusion", "training_schedule", "min_word_count", "word_dropout"))
+
+
+def as_default_row(results, label):
+    """``results`` with row ``label`` shown as the page's QuerySeqRec row (the default), checked:
+    every override of that row must be the yaml's default value, so the row IS the default
+    model (e.g. runs made before the default changed, under an explicit label)."""
+    model, extra = ROWS[label]
+    defaults = _yaml_defaults()
+    differ = {k: v for k, v in extra.items() if defaults.get(k) != v}
+    if model != "QuerySeqRec" or differ:
+        raise SystemExit(f"--default-row {label!r} is not QuerySeqRec's default: {differ}")
+    renamed = {}
+    for dataset_name, rows in results.items():
+        if "QuerySeqRec" in rows:
+            raise SystemExit(f"--default-row: {dataset_name} already has a QuerySeqRec row")
+        renamed[dataset_name] = {("QuerySeqRec" if r == label else r): v for r, v in rows.items()}
+    return renamed
 
 
 def _overrides(label):
@@ -518,6 +552,9 @@ def main():
     parser.add_argument("--page-rows", nargs="+", default=[], choices=list(ROWS),
                         help="rows shown on the page after SASRec, QuerySeqRec, heterogeneous "
                              "(where the results hold them)")
+    parser.add_argument("--default-row", default=None, choices=list(ROWS),
+                        help="with --summarize: show this row as the page's QuerySeqRec (default) "
+                             "row; its overrides must all be the yaml's defaults")
     parser.add_argument("--command", default=None,
                         help="the command line the page states (default: this one)")
     parser.add_argument("--items", type=int, default=1_000_000)
@@ -539,6 +576,8 @@ def main():
                 for dataset_name, rows in json.load(f).items():
                     for label, per_seed in rows.items():
                         merged.setdefault(dataset_name, {}).setdefault(label, {}).update(per_seed)
+        if args.default_row:
+            merged = as_default_row(merged, args.default_row)
         summarize(merged, args)
         if args.page:
             write_page(merged, args)

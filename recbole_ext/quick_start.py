@@ -124,7 +124,8 @@ def make_record(config, model, trainer, best_valid_score, best_valid_result, tes
     from recbole_ext.trainer import _plain
 
     epochs = trainer.train_epoch_seconds
-    return {
+    stages = getattr(trainer, "stage_epochs", None) or []
+    return {**({"stage_epochs": list(stages)} if len(stages) > 1 else {}),  # StagedTrainer
         "model": config["model"],
         "dataset": config["dataset"],
         "best_valid_score": float(best_valid_score),

@@ -26,6 +26,7 @@ EXTENSION_MODELS = {
         model=f"{_SEQ}.queryseqrec.QuerySeqRec",
         dataset="recbole_ext.data.dataset.query_dataset.QueryAwareDataset",
         transform="recbole_ext.data.dataloader.query_augmentation.QueryGraphAugmentation",
+        trainer="recbole_ext.trainer.StagedTrainer",  # training_schedule two_stage
     ),
     "HUGT": ModelSpec(
         model=f"{_SEQ}.hugt.HUGT",

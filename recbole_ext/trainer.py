@@ -17,8 +17,10 @@ import time
 import uuid
 from enum import Enum
 
+import numpy as np
 import torch
 import torch.distributed as dist
+from recbole.trainer import Trainer
 
 from recbole_ext.compat import SAFE_CHECKPOINT_FORMAT
 
@@ -153,3 +155,51 @@ def with_safe_checkpoints(trainer_class):
         _derived[trainer_class] = type(trainer_class.__name__, (SafeCheckpointMixin, trainer_class), {})
         _derived[trainer_class].__module__ = __name__
     return _derived[trainer_class]
+
+
+class StagedTrainer(Trainer):
+    """RecBole's Trainer over the model's training stages (``model.training_stages()``), each
+    one a call of RecBole's own ``fit`` with its own early stopping, optimiser and epoch cap
+    (``epochs`` applies per stage). A model with the one stage ``None`` is trained by
+    ``Trainer.fit`` unchanged. Between stages the model is reloaded from the previous stage's
+    best checkpoint and switched (``model.set_training_stage``: its loss, its prediction and the
+    parameters it trains); the optimiser is rebuilt over ``model.stage_parameters(stage)``.
+    Before any update of a later stage, its start is validated and kept as that stage's best,
+    so a stage that never improves validation returns the model it started from. The
+    checkpoint left at the end (and loaded by ``evaluate``) is the last stage's best; the model
+    is left in stage ``None`` (nothing frozen).
+    ``stage_epochs`` lists the epochs each stage trained."""
+
+    def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False, callback_fn=None):
+        stages = self.model.training_stages()
+        self.stage_epochs = []
+        if len(stages) == 1:
+            result = super().fit(train_data, valid_data, verbose, saved, show_progress, callback_fn)
+            self.stage_epochs.append(len(self.train_loss_dict))
+            return result
+        for number, stage in enumerate(stages):
+            last = number == len(stages) - 1
+            if number:
+                # the previous stage's best (every stage but the last always saves it)
+                checkpoint = torch.load(self.saved_model_file, map_location=self.device, weights_only=True)
+                self.model.load_state_dict(checkpoint["state_dict"])
+                self.model.load_other_parameter(checkpoint.get("other_parameter"))
+            self.model.set_training_stage(stage)
+            self.optimizer = self._build_optimizer(params=self.model.stage_parameters(stage))
+            self.start_epoch, self.cur_step = 0, 0
+            self.best_valid_score = -np.inf if self.valid_metric_bigger else np.inf
+            self.best_valid_result = None
+            self.train_loss_dict = {}
+            stage_saved = saved or not last
+            if number and valid_data:
+                self.best_valid_score, self.best_valid_result = self._valid_epoch(valid_data, show_progress)
+                if stage_saved:
+                    self._save_checkpoint(-1, verbose=verbose)
+            if verbose:
+                self.logger.info(f"training stage {number + 1}/{len(stages)}: {stage}")
+            result = super().fit(train_data, valid_data, verbose, stage_saved, show_progress, callback_fn)
+            self.stage_epochs.append(len(self.train_loss_dict))
+        self.model.set_training_stage(None)  # nothing frozen after training
+        if not saved and os.path.exists(self.saved_model_file):
+            os.remove(self.saved_model_file)  # only the stages' hand-over used it
+        return result

@@ -97,3 +97,27 @@ def test_page_rows_add_a_variant_with_its_tests(tmp_path):
     assert [r["holds"] for r in data["required"]] == [True] * 5
     bench.write_page(results, SimpleNamespace(**vars(ARGS), page=str(tmp_path / "PLAIN")))
     assert "gated mwc4" not in (tmp_path / "PLAIN.md").read_text()  # the control
+
+
+def test_default_row_must_be_the_default_and_is_shown_as_querysecrec():
+    results = {"synthetic": {"SASRec": {1: {}}, "gated joint": {1: {"x": 1}}, "heterogeneous": {}}}
+    defaults = bench._yaml_defaults()
+    label = "gated joint" if defaults["training_schedule"] == "joint" else "gated 2stage"
+    other = "gated 2stage" if label == "gated joint" else "gated joint"
+    results["synthetic"][label] = results["synthetic"].pop("gated joint")
+    renamed = bench.as_default_row(results, label)
+    assert set(renamed["synthetic"]) == {"SASRec", "QuerySeqRec", "heterogeneous"}
+    with pytest.raises(SystemExit, match="not QuerySeqRec's default"):
+        bench.as_default_row(results, other)
+    with pytest.raises(SystemExit, match="not QuerySeqRec's default"):
+        bench.as_default_row(results, "heterogeneous")
+
+
+def test_two_stage_epochs_are_shown_per_stage_and_the_cap_applies_per_stage():
+    results = _results({"synthetic": 0.1, "synthetic-weakq": 0.0}, -0.05, epochs=5)
+    for stages, capped in (([4, 6], False), ([3, 10], True)):
+        for row in results["synthetic"]["QuerySeqRec"].values():
+            row.update(epochs_trained=sum(stages), stage_epochs=stages)
+        entry = bench.page_figures(results, ARGS)["synthetic"]["QuerySeqRec"]
+        assert entry["epochs_trained"] == ["+".join(map(str, stages))] * 3
+        assert entry["hit_cap"] is capped  # 10 epochs in all without a stage at the cap: not hit

@@ -1,0 +1,238 @@
+"""QuerySeqRec ``training_schedule: two_stage`` (issue 16): the item side trained as SASRec
+first, then the query side on the frozen item side, starting exactly at the stage-1 model; and
+``joint`` (the default) unchanged."""
+
+import copy
+
+import pytest
+import torch
+
+from recbole_ext import registry
+from recbole_ext.data.dataset.query_dataset import EVENT_ITEM, EVENT_TYPE_FIELD
+from recbole_ext.model.sequential_recommender.queryseqrec import ITEM_STAGE, QUERY_STAGE
+from recbole_ext.trainer import StagedTrainer, with_safe_checkpoints
+from tests.conftest import tiny_config_dict
+from tests.test_queryseqrec import (  # noqa: F401  (module fixtures)
+    _DictConfig,
+    _batch,
+    _ce,
+    _model,
+    make_config,
+    query_dataset,
+    tiny_data_path,
+)
+
+
+@pytest.fixture(scope="module")
+def cut_dataset(tiny_data_path):  # noqa: F811
+    """Short event windows: many examples hold fewer items in their events than in
+    item_id_list, so the gate must align the latest event item with the last item."""
+    from recbole_ext.data import create_dataset
+
+    config = make_config("QuerySeqRec", tiny_data_path, MAX_ITEM_LIST_LENGTH=10,
+                         MAX_EVENT_LIST_LENGTH=8)
+    dataset = create_dataset(config)
+    return config, dataset, dataset.build()
+
+
+def _step(model, batch, params):
+    optimizer = torch.optim.Adam(params, lr=0.05)
+    model.train()
+    optimizer.zero_grad()
+    model.calculate_loss(batch).backward()
+    optimizer.step()
+
+
+def _snapshot(model):
+    return {name: p.detach().clone() for name, p in model.named_parameters()}
+
+
+ITEM_SIDE = ("item_embedding.", "item_stream_")
+
+
+def test_two_stage_needs_the_gated_form_and_joint_adds_nothing(query_dataset):  # noqa: F811
+    with pytest.raises(ValueError, match="two_stage"):
+        _model(query_dataset, query_fusion="heterogeneous", training_schedule="two_stage")
+    with pytest.raises(ValueError, match="training_schedule"):
+        _model(query_dataset, query_fusion="gated", training_schedule="staged")
+    default, train = _model(query_dataset, query_fusion="gated")
+    joint, _ = _model(query_dataset, query_fusion="gated", training_schedule="joint")
+    staged, _ = _model(query_dataset, query_fusion="gated", training_schedule="two_stage")
+    # joint builds the same parameters from the same random draws as before the switch
+    assert list(joint.state_dict()) == list(default.state_dict())
+    assert all(torch.equal(a, b) for a, b in zip(joint.state_dict().values(),
+                                                 default.state_dict().values()))
+    assert set(staged.state_dict()) - set(default.state_dict()) == {"history_gate_out.weight"}
+    assert default.training_stages() == (None,)
+    assert staged.training_stages() == (ITEM_STAGE, QUERY_STAGE)
+
+
+def test_joint_scores_are_the_gate_formula_before_the_switch(query_dataset):  # noqa: F811
+    """joint's prediction is exactly ``h_items + g * (h_t - h_items)`` with the latest item's
+    slot counted in the event window (the formula of the gated model before two_stage)."""
+    model, train = _model(query_dataset, query_fusion="gated", training_schedule="joint")
+    model.eval()
+    batch = _batch(train, 100)
+    with torch.no_grad():
+        hidden, last = model._forward_transformer(batch)
+        items = model.item_history_states(batch)
+        slot = (batch[EVENT_TYPE_FIELD] == EVENT_ITEM).long().cumsum(1) - 1
+        history = items.gather(1, slot.clamp(0, items.size(1) - 1).unsqueeze(-1).expand_as(hidden))
+        gate = torch.sigmoid(model.history_gate_layer(torch.cat([hidden, history], -1)))
+        state = torch.where((slot >= 0).unsqueeze(-1), history + gate * (hidden - history), hidden)
+        expected = model.gather_indexes(state, last) @ model.item_embedding.weight.t()
+        assert torch.equal(model.full_sort_predict(batch), expected)
+
+
+def test_stage_one_trains_the_item_side_as_sasrec_and_nothing_else(query_dataset):  # noqa: F811
+    from recbole.model.sequential_recommender import SASRec
+
+    config, _, (train, _, _) = query_dataset
+    model, _ = _model(query_dataset, query_fusion="gated", training_schedule="two_stage")
+    model.set_training_stage(ITEM_STAGE)
+    batch = _batch(train, 100)
+    # its loss is SASRec's with the same weights (padding item never a candidate)
+    torch.manual_seed(1)
+    sasrec = SASRec(_DictConfig(dict(config.final_config_dict)), train)
+    weights = {"item_embedding.weight": model.item_embedding.weight}
+    for name, value in model.state_dict().items():
+        if name.startswith("item_stream_encoder."):
+            weights["trm_encoder." + name[len("item_stream_encoder."):]] = value
+        elif name.startswith(("item_stream_position_embedding.", "item_stream_LayerNorm.")):
+            weights[name[len("item_stream_"):]] = value
+    sasrec.load_state_dict(weights)
+    model.eval(), sasrec.eval()
+    with torch.no_grad():
+        expected = _ce(model, sasrec.forward(batch[sasrec.ITEM_SEQ], batch[sasrec.ITEM_SEQ_LEN]),
+                       batch[sasrec.POS_ITEM_ID])
+        assert torch.allclose(model.calculate_loss(batch), expected, atol=1e-6)
+        assert torch.allclose(model.full_sort_predict(batch), sasrec.full_sort_predict(batch),
+                              atol=1e-5)
+    before = _snapshot(model)
+    _step(model, batch, model.stage_parameters(ITEM_STAGE))
+    after = _snapshot(model)
+    for name in before:
+        if not name.startswith(ITEM_SIDE):
+            assert torch.equal(before[name], after[name]), name
+            assert not dict(model.named_parameters())[name].requires_grad
+    for name in ("item_embedding.weight", "item_stream_encoder.layer.0.feed_forward.dense_1.weight"):
+        assert not torch.equal(before[name], after[name]), name
+
+
+def test_stage_two_starts_exactly_at_stage_one_and_trains_the_query_side_only(cut_dataset):
+    config, _, (train, _, _) = cut_dataset
+    model, _ = _model(cut_dataset, query_fusion="gated", training_schedule="two_stage")
+    batch = _batch(train, 100)
+    items_in_events = (batch[EVENT_TYPE_FIELD] == EVENT_ITEM).sum(1)
+    assert (items_in_events < batch[model.ITEM_SEQ_LEN]).any()  # alignment is exercised
+    model.set_training_stage(ITEM_STAGE)
+    _step(model, batch, model.stage_parameters(ITEM_STAGE))
+    model.eval()
+    with torch.no_grad():
+        stage_one = model.full_sort_predict(batch)
+    model.set_training_stage(QUERY_STAGE)
+    model.eval()
+    with torch.no_grad():
+        assert torch.equal(model.full_sort_predict(batch), stage_one)
+    # the frozen item side: no gradient, no dropout even in training mode
+    model.train()
+    assert not model.item_stream_encoder.training and model.trm_encoder.training
+    with torch.no_grad():
+        assert torch.equal(model.item_history_states(batch),
+                           model.train(False).item_history_states(batch))
+    before = _snapshot(model)
+    # the first step moves the gate's output map only (every other gradient is 0 at 0)
+    for _ in range(2):
+        _step(model, batch, model.stage_parameters(QUERY_STAGE))
+    after = _snapshot(model)
+    for name in before:
+        if name.startswith(ITEM_SIDE):
+            assert torch.equal(before[name], after[name]), name
+            assert not dict(model.named_parameters())[name].requires_grad
+    for name in ("history_gate_out.weight", "word_embedding.weight", "history_gate_layer.weight"):
+        assert not torch.equal(before[name], after[name]), name
+    model.eval()
+    with torch.no_grad():
+        assert not torch.equal(model.full_sort_predict(batch), stage_one)  # the control
+
+
+def _fit(tiny_data_path, epochs=2, **overrides):  # noqa: F811
+    from recbole.utils import init_seed
+
+    from recbole_ext.config import Config
+    from recbole_ext.data import create_dataset, data_preparation
+
+    values = tiny_config_dict(data_path=tiny_data_path, train_neg_sample_args=None, epochs=epochs,
+                              query_fusion="gated", stopping_step=1, learning_rate=0.01,
+                              **overrides)
+    config = Config("QuerySeqRec", "synthetic", config_dict=values, read_command_line=False)
+    init_seed(config["seed"], config["reproducibility"])
+    dataset = create_dataset(config)
+    train, valid, test = data_preparation(config, dataset)
+    init_seed(config["seed"], config["reproducibility"])
+    model = registry.get_model("QuerySeqRec")(config, train._dataset)
+    return config, model, (train, valid, test)
+
+
+def test_joint_fit_is_recbole_trainer_fit(tiny_data_path):  # noqa: F811
+    """The staged trainer with one stage is RecBole's Trainer.fit: same validation, same weights."""
+    from recbole.trainer import Trainer
+
+    results = []
+    for trainer_class in (StagedTrainer, Trainer):
+        config, model, (train, valid, _) = _fit(tiny_data_path, epochs=1)
+        trainer = with_safe_checkpoints(trainer_class)(config, model)
+        score, _ = trainer.fit(train, valid, saved=False)
+        results.append((score, copy.deepcopy(model.state_dict())))
+    assert issubclass(registry.get_trainer(config["MODEL_TYPE"], "QuerySeqRec"), StagedTrainer)
+    assert results[0][0] == results[1][0]
+    assert all(torch.equal(a, b) for a, b in zip(results[0][1].values(), results[1][1].values()))
+
+
+def test_two_stage_fit_keeps_the_best_validation_checkpoint(tiny_data_path):  # noqa: F811
+    config, model, (train, valid, test) = _fit(tiny_data_path, training_schedule="two_stage")
+    trainer = registry.get_trainer(config["MODEL_TYPE"], "QuerySeqRec")(config, model)
+    scores, stages = [], []
+    original = trainer._valid_epoch
+
+    def recording(*args, **kwargs):
+        result = original(*args, **kwargs)
+        scores.append(result[0])
+        stages.append(model.training_stage)
+        return result
+
+    trainer._valid_epoch = recording
+    best, _ = trainer.fit(train, valid, saved=True)
+    assert trainer.stage_epochs[0] >= 1 and trainer.stage_epochs[1] >= 1
+    assert len(trainer.stage_epochs) == 2 and len(trainer.train_epoch_seconds) == sum(trainer.stage_epochs)
+    first = [s for s, st in zip(scores, stages) if st == ITEM_STAGE]
+    second = [s for s, st in zip(scores, stages) if st == QUERY_STAGE]
+    assert len(second) == trainer.stage_epochs[1] + 1  # the start, then one per epoch
+    assert second[0] == max(first)  # stage 2 starts at the stage-1 best
+    assert best == max(second) >= max(first)
+    assert model.training_stage is None and all(p.requires_grad for p in model.parameters())
+    # the checkpoint written at the end is the stage-2 best: a fresh model loaded from it
+    # scores what fit reported, and what evaluate(load_best_model) tests
+    checkpoint = torch.load(trainer.saved_model_file, weights_only=True)
+    fresh = registry.get_model("QuerySeqRec")(config, train._dataset)
+    fresh.load_state_dict(checkpoint["state_dict"])
+    reloaded = with_safe_checkpoints(StagedTrainer)(config, fresh)
+    assert reloaded._valid_epoch(valid)[0] == best
+    assert checkpoint["best_valid_score"] == best
+    tested = trainer.evaluate(test, load_best_model=True)
+    assert reloaded.evaluate(test, load_best_model=False) == tested
+
+
+def test_two_stage_runs_through_run_single(tiny_data_path):  # noqa: F811
+    """The comparison and tuning path (quick_start.run_single) picks the staged trainer."""
+    from recbole_ext.quick_start import run_single
+
+    values = tiny_config_dict(data_path=tiny_data_path, train_neg_sample_args=None,
+                              query_fusion="gated", training_schedule="two_stage")
+    record = run_single("QuerySeqRec", "synthetic", config_dict=values, saved=False,
+                        read_command_line=False)
+    assert record["stage_epochs"] == [1, 1] and record["epochs_trained"] == 2
+    joint = run_single("QuerySeqRec", "synthetic", config_dict=dict(values, training_schedule="joint"),
+                       saved=False, read_command_line=False)
+    assert "stage_epochs" not in joint
+    assert joint["best_valid_result"] != record["best_valid_result"]
