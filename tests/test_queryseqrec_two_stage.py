@@ -67,9 +67,9 @@ def test_two_stage_needs_the_gated_form_and_joint_adds_nothing(query_dataset):  
     assert staged.training_stages() == (ITEM_STAGE, QUERY_STAGE)
 
 
-def test_joint_scores_are_the_gate_formula_before_the_switch(query_dataset):  # noqa: F811
-    """joint's prediction is exactly ``h_items + g * (h_t - h_items)`` with the latest item's
-    slot counted in the event window (the formula of the gated model before two_stage)."""
+def test_joint_scores_are_the_gate_formula(query_dataset):  # noqa: F811
+    """joint's prediction is exactly ``h_items + g * (h_t - h_items)``, the latest item's slot
+    aligned with the last item of item_id_list."""
     model, train = _model(query_dataset, query_fusion="gated", training_schedule="joint")
     model.eval()
     batch = _batch(train, 100)
@@ -77,6 +77,7 @@ def test_joint_scores_are_the_gate_formula_before_the_switch(query_dataset):  # 
         hidden, last = model._forward_transformer(batch)
         items = model.item_history_states(batch)
         slot = (batch[EVENT_TYPE_FIELD] == EVENT_ITEM).long().cumsum(1) - 1
+        slot = slot + (batch[model.ITEM_SEQ_LEN] - 1 - slot[:, -1]).unsqueeze(1)
         history = items.gather(1, slot.clamp(0, items.size(1) - 1).unsqueeze(-1).expand_as(hidden))
         gate = torch.sigmoid(model.history_gate_layer(torch.cat([hidden, history], -1)))
         state = torch.where((slot >= 0).unsqueeze(-1), history + gate * (hidden - history), hidden)
@@ -236,3 +237,28 @@ def test_two_stage_runs_through_run_single(tiny_data_path):  # noqa: F811
                        saved=False, read_command_line=False)
     assert "stage_epochs" not in joint
     assert joint["best_valid_result"] != record["best_valid_result"]
+
+
+def test_the_gate_reads_the_item_stream_after_each_positions_own_latest_item(cut_dataset):
+    """An event window cut shorter than item_id_list (fewer items): counted from the window's
+    start, the last position would read the item stream after an older item and never see the
+    latest one. Aligned, changing the latest item of item_id_list changes the last position's
+    state in every example, and no position before the latest event item (causal)."""
+    config, _, (train, _, _) = cut_dataset
+    for schedule in ("joint", "two_stage"):
+        model, _ = _model(cut_dataset, query_fusion="gated", training_schedule=schedule, gate_bias_init=0.0)
+        model.eval()
+        batch = _batch(train, 100)
+        events_are_items = batch[EVENT_TYPE_FIELD] == EVENT_ITEM
+        assert (events_are_items.sum(1) < batch[model.ITEM_SEQ_LEN]).any()  # the case is exercised
+        changed = copy.deepcopy(batch)
+        rows = torch.arange(len(batch[model.ITEM_SEQ]))
+        latest_item = batch[model.ITEM_SEQ_LEN] - 1
+        changed[model.ITEM_SEQ][rows, latest_item] = batch[model.ITEM_SEQ][rows, latest_item] % (model.n_items - 1) + 1
+        with torch.no_grad():
+            (before, last), (after, _) = model.forward_streams(batch)[:2], model.forward_streams(changed)[:2]
+        at_last = (before[rows, last] != after[rows, last]).any(-1)
+        assert at_last[events_are_items.any(1)].all(), schedule
+        latest = events_are_items.long().cumsum(1) == events_are_items.sum(1, keepdim=True)
+        earlier = torch.arange(latest.size(1)) < latest.long().argmax(1, keepdim=True)
+        assert earlier.any() and torch.equal(before[earlier], after[earlier]), schedule

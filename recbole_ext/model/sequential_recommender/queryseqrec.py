@@ -47,8 +47,8 @@ exactly as SASRec (the item table and the item-stream encoder, the item stream's
 "queries" reloads it, freezes the item side (no gradient; its dropout off, so the query side
 learns on the item states it meets at evaluation) and trains the rest (word and type
 embeddings, the heterogeneous encoder, the gate) on the full prediction
-``h_items + W_o (g * (h_t - h_items))``, where ``W_o`` starts at zero and the latest event item
-is aligned with the last item of item_id_list: stage 2 starts exactly at the stage-1 model, and
+``h_items + W_o (g * (h_t - h_items))``, where ``W_o`` starts at zero (the latest event item is
+aligned with the last item of item_id_list, as in joint): stage 2 starts exactly at the stage-1 model, and
 its start is validated and kept as best before any update, so on validation the result is
 never below the SASRec-trained item stream. Measured (3 seeds, QSR_WEAKQ.md's protocol, figures
 in the yaml): level with SASRec on synthetic-weakq (all +0.4%, p=0.75; query-ended +1.3%,
@@ -620,12 +620,13 @@ class QuerySeqRec(SequentialRecommender):
         if item_states is None:
             item_states = self.item_history_states(interaction)
         types = interaction[EVENT_TYPE_FIELD]
-        slot = (types == EVENT_ITEM).long().cumsum(dim=1) - 1  # latest item's slot
-        if self.two_stage:
-            # align the latest event item with the last item of item_id_list (the two windows
-            # may hold different numbers of items), so the last position reads exactly the
-            # item stream's own prediction state
-            slot = slot + (interaction[self.ITEM_SEQ_LEN] - 1 - slot[:, -1]).unsqueeze(1)
+        slot = (types == EVENT_ITEM).long().cumsum(dim=1) - 1  # latest item's slot in the events
+        # align the latest event item with the last item of item_id_list: the two windows may
+        # hold different numbers of items, and counted from the window's start an early event
+        # position would read the item stream after LATER items (its own label among them, with
+        # train_positions all); aligned, every position reads the state after its own latest
+        # item, and the last one exactly the item stream's prediction state
+        slot = slot + (interaction[self.ITEM_SEQ_LEN] - 1 - slot[:, -1]).unsqueeze(1)
         index = slot.clamp(min=0, max=item_states.size(1) - 1).unsqueeze(-1).expand_as(hidden)
         history = item_states.gather(1, index)
         if self.history_gate and self.item_stream_isolation != "none":
