@@ -621,11 +621,11 @@ class QuerySeqRec(SequentialRecommender):
             item_states = self.item_history_states(interaction)
         types = interaction[EVENT_TYPE_FIELD]
         slot = (types == EVENT_ITEM).long().cumsum(dim=1) - 1  # latest item's slot in the events
-        # align the latest event item with the last item of item_id_list: the two windows may
-        # hold different numbers of items, and counted from the window's start an early event
-        # position would read the item stream after LATER items (its own label among them, with
-        # train_positions all); aligned, every position reads the state after its own latest
-        # item, and the last one exactly the item stream's prediction state
+        # align the latest event item with the last item of item_id_list: an event window cut
+        # shorter (MAX_EVENT_LIST_LENGTH) holds fewer items, and counted from its start each
+        # position would read the item stream after an OLDER item (the last one never seeing the
+        # latest); aligned, every position reads the state after its own latest item, and the
+        # last one exactly the item stream's prediction state
         slot = slot + (interaction[self.ITEM_SEQ_LEN] - 1 - slot[:, -1]).unsqueeze(1)
         index = slot.clamp(min=0, max=item_states.size(1) - 1).unsqueeze(-1).expand_as(hidden)
         history = item_states.gather(1, index)
