@@ -274,9 +274,9 @@ def test_benchmark_script_writes_its_page_through_the_tuned_protocol(tmp_path):
     row = next(line for line in page.splitlines() if line.startswith("| GRU4Rec | RecBole |"))
     assert f"{gru['test']['ndcg@10']['mean']:.4f}" in row and f"{100 * gru['test']['ndcg@10']['change']:+.1f}%" in row
     assert row.endswith("| ok |") and result["full_budget"] is False and result["estimated_full_seconds"] > 0
-    assert "| GRU4Rec | hyper/GRU4Rec.hyper + hyper/default.hyper | 1 | dropout_prob: choice [0.0, 0.2, 0.4, 0.6]; learning_rate: loguniform [0.0003, 0.01] | dropout_prob=" in page
-    assert ("| SASRec | hyper/SASRec.hyper | 1 | attn_dropout_prob: choice [0.0, 0.2, 0.5]; hidden_dropout_prob: choice "
-            "[0.0, 0.2, 0.4, 0.6, 0.8]; learning_rate: loguniform [0.0003, 0.01] |") in page
+    assert "| GRU4Rec | hyper/GRU4Rec.hyper + hyper/default.hyper | 1 | dropout_prob: choice [0.0, 0.2, 0.4, 0.6]; learning_rate: loguniform [0.0003, 0.01]; weight_decay: choice [0.0, 1e-06, 1e-05, 0.0001] | dropout_prob=" in page
+    assert ("| SASRec | hyper/SASRec.hyper + hyper/default.hyper | 1 | attn_dropout_prob: choice [0.0, 0.2, 0.5]; hidden_dropout_prob: choice "
+            "[0.0, 0.2, 0.4, 0.6, 0.8]; learning_rate: loguniform [0.0003, 0.01]; weight_decay: choice [0.0, 1e-06, 1e-05, 0.0001] |") in page
     # the runs tested their best-validation checkpoints, and the plots are real PNGs
     run = json.load(open(tmp_path / "work" / "synthetic" / "runs" / "GRU4Rec-seed2020.json"))
     assert run["checkpoint"] and os.path.isfile(run["checkpoint"])
@@ -375,12 +375,12 @@ def test_model_specs_with_variants_keep_commas_inside_brackets():
 
 def test_search_spaces_and_the_default_space(tmp_path, monkeypatch):
     assert compare.space_file("HUGT").endswith("hyper/HUGT.hyper")
-    assert compare.space_file("SRGNN") == compare.DEFAULT_SPACE_FILE  # no dropout or weight decay to search
-    # the baseline searches its dropouts too, not only the learning rate
+    assert compare.space_file("SRGNN") == compare.DEFAULT_SPACE_FILE  # no dropout to search
+    # the baseline searches its dropouts and weight decay too, not only the learning rate
     sasrec = {p[0] for p in compare.search_space("SASRec")[0]}
-    assert sasrec == {"learning_rate", "hidden_dropout_prob", "attn_dropout_prob"}
-    # equal tuning: every model of the results page searches the learning rate and each dropout
-    # (or, without dropout, weight-decay) key its own yaml sets; SRGNN has neither
+    assert sasrec == {"learning_rate", "hidden_dropout_prob", "attn_dropout_prob", "weight_decay"}
+    # equal tuning: every model of the results page searches the learning rate, the weight decay
+    # (RecBole's optimiser applies it to every model) and each dropout key its own yaml sets
     import yaml
     from recbole.config import Config  # noqa: F401  (RecBole installed: its yaml files are there)
     import recbole
@@ -394,13 +394,13 @@ def test_search_spaces_and_the_default_space(tmp_path, monkeypatch):
             keys = set(yaml.safe_load(f))
         # QuerySeqRec's robustness switches (off by default, measured in benchmarks/QSR_WEAKQ.md) are not searched
         dropouts = {k for k in keys if "dropout" in k and k not in ("stream_dropout", "word_dropout")}
-        expected = dropouts or {k for k in keys if k == "weight_decay"}
         searched = {p[0] for p in compare.search_space(model)[0]}
-        assert "learning_rate" in searched and expected <= searched, (model, expected - searched)
+        assert {"learning_rate", "weight_decay"} | dropouts <= searched, (model, dropouts - searched)
     from recbole_ext.tuning import read_params_file
 
-    (name, kind, (low, high)), *_ = read_params_file(compare.DEFAULT_SPACE_FILE)
+    (name, kind, (low, high)), decay = read_params_file(compare.DEFAULT_SPACE_FILE)
     assert (name, kind) == ("learning_rate", "loguniform")
+    assert decay == ("weight_decay", "choice", [0.0, 1e-6, 1e-5, 1e-4])
     assert compare.describe_space([(name, kind, (low, high))]) == {name: "loguniform [0.0003, 0.01]"}
     # a model's own space that leaves the learning rate out gets the default one added ...
     (tmp_path / "hyper").mkdir()
@@ -411,11 +411,12 @@ def test_search_spaces_and_the_default_space(tmp_path, monkeypatch):
         own = {p[0]: p for p in read_params_file(compare.space_file("HUGT"))}
         params, label = compare.search_space("HUGT")
     assert label.startswith("hyper/HUGT.hyper + ") and label.endswith("default.hyper") and "learning_rate" not in own
-    assert {p[0]: p for p in params} == dict(own, learning_rate=(name, kind, [low, high]))
+    assert {p[0]: p for p in params} == dict(own, learning_rate=(name, kind, [low, high]), weight_decay=decay)
     # ... one that searches it keeps its own values; keys an entry fixes are not searched
     params, label = compare.search_space("EMBSR", {"dropout_prob": 0.1})
     embsr = {p[0]: p for p in read_params_file(compare.space_file("EMBSR"))}
-    assert label == "hyper/EMBSR.hyper" and {p[0]: p for p in params} == {"learning_rate": embsr["learning_rate"]}
+    assert label == "hyper/EMBSR.hyper + hyper/default.hyper"
+    assert {p[0]: p for p in params} == {"learning_rate": embsr["learning_rate"], "weight_decay": decay}
 
 
 def test_data_digest_sees_a_changed_atomic_file(tmp_path):
@@ -445,7 +446,7 @@ def test_tuned_comparison_with_seeds_and_paired_tests_writes_json_and_resumes(tm
     for label in ("SASRec", "GRU4Rec"):
         model = result["models"][label]
         assert model["seeds"] == [2020, 2021]
-        searched = {"learning_rate": "loguniform [0.0003, 0.01]"}
+        searched = {"learning_rate": "loguniform [0.0003, 0.01]", "weight_decay": "choice [0.0, 1e-06, 1e-05, 0.0001]"}
         if label == "SASRec":  # the baseline also searches its dropouts (hyper/SASRec.hyper)
             searched.update(hidden_dropout_prob="choice [0.0, 0.2, 0.4, 0.6, 0.8]", attn_dropout_prob="choice [0.0, 0.2, 0.5]")
         else:  # and GRU4Rec its own (hyper/GRU4Rec.hyper)
@@ -486,7 +487,7 @@ def test_tuned_comparison_with_seeds_and_paired_tests_writes_json_and_resumes(tm
     assert gru["change"] == pytest.approx(pooled["GRU4Rec"].mean() / pooled["SASRec"].mean() - 1)
     markdown = open(os.path.join(output_dir, "comparison.md")).read()
     assert "tuning: 2 trials per model" in markdown and "Wilcoxon signed-rank test" in markdown
-    assert "| GRU4Rec | hyper/GRU4Rec.hyper + hyper/default.hyper | 2 | dropout_prob: choice [0.0, 0.2, 0.4, 0.6]; learning_rate: loguniform [0.0003, 0.01] | dropout_prob=" in markdown
+    assert "| GRU4Rec | hyper/GRU4Rec.hyper + hyper/default.hyper | 2 | dropout_prob: choice [0.0, 0.2, 0.4, 0.6]; learning_rate: loguniform [0.0003, 0.01]; weight_decay: choice [0.0, 1e-06, 1e-05, 0.0001] | dropout_prob=" in markdown
 
     # resume: every trial and run is read back, nothing trains
     capsys.readouterr()
