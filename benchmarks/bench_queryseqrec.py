@@ -92,6 +92,13 @@ ROWS = {
     # issue 16: the item side trained as SASRec first, then the query side on it frozen
     "gated 2stage": ("QuerySeqRec", {"query_fusion": "gated", "training_schedule": "two_stage"}),
     "gated joint": ("QuerySeqRec", {"query_fusion": "gated", "training_schedule": "joint"}),
+    "gated 2stage ft": ("QuerySeqRec", {"query_fusion": "gated", "training_schedule": "two_stage_fine_tune"}),
+    "gated 2stage ft li": ("QuerySeqRec", {"query_fusion": "gated", "training_schedule": "two_stage_fine_tune",
+                                           "stage_two_word_init": "linked_items"}),
+    "gated 2stage li": ("QuerySeqRec", {"query_fusion": "gated", "training_schedule": "two_stage",
+                                        "stage_two_word_init": "linked_items"}),
+    "gated 2stage ft aux1": ("QuerySeqRec", {"query_fusion": "gated", "training_schedule": "two_stage_fine_tune",
+                                             "item_stream_loss_weight": 1.0}),
     "gated w/o A": ("QuerySeqRec", {"query_fusion": "gated", "augmentation": "none"}),
     "gated b-4": ("QuerySeqRec", {"query_fusion": "gated", "gate_bias_init": -4.0}),
     "gated aux1": ("QuerySeqRec", {"query_fusion": "gated", "item_stream_loss_weight": 1.0}),

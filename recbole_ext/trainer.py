@@ -163,7 +163,9 @@ class StagedTrainer(Trainer):
     (``epochs`` applies per stage). A model with the one stage ``None`` is trained by
     ``Trainer.fit`` unchanged. Between stages the model is reloaded from the previous stage's
     best checkpoint and switched (``model.set_training_stage``: its loss, its prediction and the
-    parameters it trains); the optimiser is rebuilt over ``model.stage_parameters(stage)``.
+    parameters it trains; then ``model.begin_training_stage(stage)``, where the model has it,
+    may initialise what the new stage trains); the optimiser is rebuilt over
+    ``model.stage_parameters(stage)``.
     Before any update of a later stage, its start is validated and kept as that stage's best,
     so a stage that never improves validation returns the model it started from. The
     checkpoint left at the end (and loaded by ``evaluate``) is the last stage's best; the model
@@ -185,6 +187,8 @@ class StagedTrainer(Trainer):
                 self.model.load_state_dict(checkpoint["state_dict"])
                 self.model.load_other_parameter(checkpoint.get("other_parameter"))
             self.model.set_training_stage(stage)
+            if number and hasattr(self.model, "begin_training_stage"):
+                self.model.begin_training_stage(stage)
             self.optimizer = self._build_optimizer(params=self.model.stage_parameters(stage))
             self.start_epoch, self.cur_step = 0, 0
             self.best_valid_score = -np.inf if self.valid_metric_bigger else np.inf

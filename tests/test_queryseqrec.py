@@ -621,7 +621,7 @@ def test_gated_fusion_mixes_the_paper_model_and_the_item_history(query_dataset):
 
     config, _, (train, _, _) = query_dataset
     paper, _ = _model(query_dataset, query_fusion="heterogeneous")
-    gated, _ = _model(query_dataset, query_fusion="gated")
+    gated, _ = _model(query_dataset, query_fusion="gated", training_schedule="joint")
     assert torch.sigmoid(gated.history_gate_layer.bias).max() < 0.2
     torch.manual_seed(1)
     sasrec = SASRec(_DictConfig(dict(config.final_config_dict)), train)
@@ -663,8 +663,8 @@ def test_gated_stream_losses_add_each_stream_trained_on_its_own(query_dataset, p
     stream's own loss; with the gate open it equals w2's stream, shut w1's."""
     from recbole_ext.data.dataset.query_dataset import EVENT_LENGTH_FIELD
 
-    base, train = _model(query_dataset, query_fusion="gated", train_positions=positions)
-    deep, _ = _model(query_dataset, query_fusion="gated", train_positions=positions,
+    base, train = _model(query_dataset, query_fusion="gated", training_schedule="joint", train_positions=positions)
+    deep, _ = _model(query_dataset, query_fusion="gated", training_schedule="joint", train_positions=positions,
                      item_stream_loss_weight=0.5, query_stream_loss_weight=2.0)
     deep.load_state_dict(base.state_dict())
     base.eval(), deep.eval()
@@ -702,7 +702,7 @@ def test_item_stream_isolation_keeps_the_query_loss_off_the_item_side(query_data
     batch = None
     results = {}
     for isolation in ("none", "stream", "table"):
-        model, train = _model(query_dataset, query_fusion="gated", item_stream_loss_weight=1.0,
+        model, train = _model(query_dataset, query_fusion="gated", training_schedule="joint", item_stream_loss_weight=1.0,
                               item_stream_isolation=isolation)
         model.eval()
         batch = _batch(train, 64) if batch is None else batch
@@ -728,12 +728,12 @@ def test_stream_dropout_shuts_the_gate_of_some_examples_in_training_only(query_d
     evaluation scores are unchanged."""
     from recbole_ext.data.dataset.query_dataset import EVENT_LENGTH_FIELD
 
-    base, train = _model(query_dataset, query_fusion="gated", hidden_dropout_prob=0.0,
+    base, train = _model(query_dataset, query_fusion="gated", training_schedule="joint", hidden_dropout_prob=0.0,
                          attn_dropout_prob=0.0)
     batch = _batch(train, 64)
     states = {}
     for p in (0.0, 0.5, 1.0):
-        model, _ = _model(query_dataset, query_fusion="gated", hidden_dropout_prob=0.0,
+        model, _ = _model(query_dataset, query_fusion="gated", training_schedule="joint", hidden_dropout_prob=0.0,
                           attn_dropout_prob=0.0, stream_dropout=p)
         model.load_state_dict(base.state_dict())
         torch.manual_seed(3)
@@ -939,18 +939,30 @@ def default_run(tiny_data_path):
     return run_query_model(tiny_data_path, train_neg_sample_args=None)
 
 
+@pytest.fixture(scope="module")
+def joint_run(tiny_data_path):
+    return run_query_model(tiny_data_path, train_neg_sample_args=None, training_schedule="joint")
+
+
 @pytest.mark.parametrize("switch", [s for s in RUN_SWITCHES if s and s != {"use_queries": False}],
                          ids=lambda s: "-".join(str(v) for v in s.values()
                                                 if not isinstance(v, dict)) or next(iter(s)))
-def test_one_epoch_runs_for_every_switch_and_each_changes_the_model(tiny_data_path, default_run,
+def test_one_epoch_runs_for_every_switch_and_each_changes_the_model(tiny_data_path, joint_run,
                                                                     switch):
     """Same seed, same data, one epoch: every switch gives other validation and test results
-    than the defaults (a switch that is silently ignored would give the same)."""
-    overrides = {"train_neg_sample_args": None}
+    than the defaults (a switch that is silently ignored would give the same). Trained in one
+    stage (joint): the default's stage 2 keeps its start when one epoch does not improve it,
+    and would then hide what a switch of the query side does."""
+    overrides = {"train_neg_sample_args": None, "training_schedule": "joint"}
     overrides.update(switch)
     record = run_query_model(tiny_data_path, **overrides)
     assert record["epochs_trained"] == 1
-    assert _outcome(record) != _outcome(default_run)
+    assert _outcome(record) != _outcome(joint_run)
+
+
+def test_the_default_trains_two_stages_and_differs_from_joint(default_run, joint_run):
+    assert default_run["stage_epochs"] == [1, 1] and "stage_epochs" not in joint_run
+    assert _outcome(default_run) != _outcome(joint_run)
 
 
 def test_without_queries_run_changes_the_model(tiny_data_path, default_run):
@@ -1024,7 +1036,7 @@ def test_converted_diginetica_fixture_runs_and_its_queries_matter(tmp_path):
         record = run_single("QuerySeqRec", "diginetica",
                             config_dict=tiny_config_dict(**overrides, **switch), saved=False,
                             read_command_line=False)
-        assert record["epochs_trained"] == 1
+        assert record.get("stage_epochs", [1]) in ([1], [1, 1])  # one epoch (per stage)
         outcomes.append(_outcome(record))
     assert all(outcome != outcomes[0] for outcome in outcomes[1:])
 

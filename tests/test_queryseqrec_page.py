@@ -102,8 +102,8 @@ def test_page_rows_add_a_variant_with_its_tests(tmp_path):
 def test_default_row_must_be_the_default_and_is_shown_as_querysecrec():
     results = {"synthetic": {"SASRec": {1: {}}, "gated joint": {1: {"x": 1}}, "heterogeneous": {}}}
     defaults = bench._yaml_defaults()
-    label = "gated joint" if defaults["training_schedule"] == "joint" else "gated 2stage"
-    other = "gated 2stage" if label == "gated joint" else "gated joint"
+    assert (defaults["training_schedule"], defaults["stage_two_word_init"]) == ("two_stage_fine_tune", "linked_items")
+    label, other = "gated 2stage ft li", "gated joint"
     results["synthetic"][label] = results["synthetic"].pop("gated joint")
     renamed = bench.as_default_row(results, label)
     assert set(renamed["synthetic"]) == {"SASRec", "QuerySeqRec", "heterogeneous"}

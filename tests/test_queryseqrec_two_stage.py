@@ -50,21 +50,27 @@ def _snapshot(model):
 ITEM_SIDE = ("item_embedding.", "item_stream_")
 
 
-def test_two_stage_needs_the_gated_form_and_joint_adds_nothing(query_dataset):  # noqa: F811
-    with pytest.raises(ValueError, match="two_stage"):
-        _model(query_dataset, query_fusion="heterogeneous", training_schedule="two_stage")
+def test_the_schedules_are_the_gated_forms_and_joint_is_the_model_as_before(query_dataset):  # noqa: F811
     with pytest.raises(ValueError, match="training_schedule"):
         _model(query_dataset, query_fusion="gated", training_schedule="staged")
+    # every other form trains in one stage, whatever the schedule says: the paper's model
+    # is the same with any schedule (same parameters, same random draws)
+    paper, _ = _model(query_dataset, query_fusion="heterogeneous")
+    paper_joint, _ = _model(query_dataset, query_fusion="heterogeneous", training_schedule="joint")
+    assert paper.training_stages() == (None,) and list(paper.state_dict()) == list(paper_joint.state_dict())
+    assert all(torch.equal(a, b) for a, b in zip(paper.state_dict().values(), paper_joint.state_dict().values()))
     default, train = _model(query_dataset, query_fusion="gated")
     joint, _ = _model(query_dataset, query_fusion="gated", training_schedule="joint")
     staged, _ = _model(query_dataset, query_fusion="gated", training_schedule="two_stage")
-    # joint builds the same parameters from the same random draws as before the switch
-    assert list(joint.state_dict()) == list(default.state_dict())
-    assert all(torch.equal(a, b) for a, b in zip(joint.state_dict().values(),
-                                                 default.state_dict().values()))
-    assert set(staged.state_dict()) - set(default.state_dict()) == {"history_gate_out.weight"}
-    assert default.training_stages() == (None,)
-    assert staged.training_stages() == (ITEM_STAGE, QUERY_STAGE)
+    # the default is two_stage_fine_tune with linked-item words; joint builds the parameters of
+    # the default but the gate's output map, from the same random draws
+    assert default.training_schedule == "two_stage_fine_tune" and default.stage_two_word_init == "linked_items"
+    assert set(default.state_dict()) - set(joint.state_dict()) == {"history_gate_out.weight"}
+    assert list(staged.state_dict()) == list(default.state_dict())
+    shared = default.state_dict()
+    assert all(torch.equal(value, shared[name]) for name, value in joint.state_dict().items())
+    assert joint.training_stages() == (None,)
+    assert default.training_stages() == staged.training_stages() == (ITEM_STAGE, QUERY_STAGE)
 
 
 def test_joint_scores_are_the_gate_formula(query_dataset):  # noqa: F811
@@ -181,7 +187,7 @@ def test_joint_fit_is_recbole_trainer_fit(tiny_data_path):  # noqa: F811
 
     results = []
     for trainer_class in (StagedTrainer, Trainer):
-        config, model, (train, valid, _) = _fit(tiny_data_path, epochs=1)
+        config, model, (train, valid, _) = _fit(tiny_data_path, epochs=1, training_schedule="joint")
         trainer = with_safe_checkpoints(trainer_class)(config, model)
         score, _ = trainer.fit(train, valid, saved=False)
         results.append((score, copy.deepcopy(model.state_dict())))
@@ -190,8 +196,9 @@ def test_joint_fit_is_recbole_trainer_fit(tiny_data_path):  # noqa: F811
     assert all(torch.equal(a, b) for a, b in zip(results[0][1].values(), results[1][1].values()))
 
 
-def test_two_stage_fit_keeps_the_best_validation_checkpoint(tiny_data_path):  # noqa: F811
-    config, model, (train, valid, test) = _fit(tiny_data_path, training_schedule="two_stage")
+@pytest.mark.parametrize("schedule", ["two_stage", "two_stage_fine_tune"])
+def test_two_stage_fit_keeps_the_best_validation_checkpoint(tiny_data_path, schedule):  # noqa: F811
+    config, model, (train, valid, test) = _fit(tiny_data_path, training_schedule=schedule)
     trainer = registry.get_trainer(config["MODEL_TYPE"], "QuerySeqRec")(config, model)
     scores, stages = [], []
     original = trainer._valid_epoch
@@ -262,3 +269,86 @@ def test_the_gate_reads_the_item_stream_after_each_positions_own_latest_item(cut
         latest = events_are_items.long().cumsum(1) == events_are_items.sum(1, keepdim=True)
         earlier = torch.arange(latest.size(1)) < latest.long().argmax(1, keepdim=True)
         assert earlier.any() and torch.equal(before[earlier], after[earlier]), schedule
+
+
+def test_two_stage_fine_tune_starts_at_stage_one_and_trains_every_parameter(cut_dataset):
+    """two_stage_fine_tune: the same stage 1; stage 2 starts exactly at the stage-1 model, as
+    two_stage does, but trains the item side too (gradient and dropout on)."""
+    model, _ = _model(cut_dataset, query_fusion="gated", training_schedule="two_stage_fine_tune")
+    frozen, _ = _model(cut_dataset, query_fusion="gated", training_schedule="two_stage")
+    assert model.training_stages() == (ITEM_STAGE, QUERY_STAGE)
+    assert list(model.state_dict()) == list(frozen.state_dict())
+    config, _, (train, _, _) = cut_dataset
+    batch = _batch(train, 100)
+    model.set_training_stage(ITEM_STAGE)
+    assert len(model.stage_parameters(ITEM_STAGE)) == len(frozen.stage_parameters(ITEM_STAGE))
+    _step(model, batch, model.stage_parameters(ITEM_STAGE))
+    model.eval()
+    with torch.no_grad():
+        stage_one = model.full_sort_predict(batch)
+    model.set_training_stage(QUERY_STAGE)
+    assert len(model.stage_parameters(QUERY_STAGE)) == len(list(model.parameters()))
+    model.eval()
+    with torch.no_grad():
+        assert torch.equal(model.full_sort_predict(batch), stage_one)
+    model.train()
+    assert model.item_stream_encoder.training  # not frozen: its dropout is on
+    before = _snapshot(model)
+    for _ in range(2):
+        _step(model, batch, model.stage_parameters(QUERY_STAGE))
+    after = _snapshot(model)
+    for name in ("item_embedding.weight", "item_stream_encoder.layer.0.feed_forward.dense_1.weight",
+                 "history_gate_out.weight", "word_embedding.weight"):
+        assert not torch.equal(before[name], after[name]), name
+
+
+def test_only_the_frozen_two_stage_refuses_the_stream_losses(query_dataset):  # noqa: F811
+    with pytest.raises(ValueError, match="item_stream_loss_weight"):
+        _model(query_dataset, query_fusion="gated", training_schedule="two_stage", item_stream_loss_weight=1.0)
+    model, _ = _model(query_dataset, query_fusion="gated", training_schedule="two_stage_fine_tune",
+                      item_stream_loss_weight=1.0)
+    assert model.item_stream_loss_weight == 1.0
+
+
+def test_stage_two_word_init_sets_each_word_to_its_linked_items_mean(query_dataset):  # noqa: F811
+    """``stage_two_word_init: linked_items``: at the start of stage 2 each word is the mean
+    stage-1 item embedding over the training graph's links of its queries; words without links
+    and the predictions are unchanged; ``random`` (the default) changes nothing."""
+    config, _, (train, _, _) = query_dataset
+    model, _ = _model(query_dataset, query_fusion="gated", training_schedule="two_stage_fine_tune",
+                      stage_two_word_init="linked_items")
+    batch = _batch(train, 100)
+    model.set_training_stage(ITEM_STAGE)
+    _step(model, batch, model.stage_parameters(ITEM_STAGE))
+    model.eval()
+    with torch.no_grad():
+        stage_one = model.full_sort_predict(batch)
+    words_before = model.word_embedding.weight.detach().clone()
+    model.set_training_stage(QUERY_STAGE)
+    model.begin_training_stage(QUERY_STAGE)
+    model.eval()
+    with torch.no_grad():
+        assert torch.equal(model.full_sort_predict(batch), stage_one)
+    # the reference, one link at a time
+    graph = train.query_item_graph
+    ptr, idx = graph["query2item_ptr"].tolist(), graph["query2item_idx"].tolist()
+    sums, counts = {}, {}
+    for query in range(len(ptr) - 1):
+        for item in idx[ptr[query]:ptr[query + 1]]:
+            for word in model.query_words[query].tolist():
+                if word > 0:
+                    sums[word] = sums.get(word, 0) + model.item_embedding.weight[item].detach()
+                    counts[word] = counts.get(word, 0) + 1
+    assert counts  # the case is exercised
+    after = model.word_embedding.weight.detach()
+    for word in range(1, len(after)):
+        if word in counts:
+            assert torch.allclose(after[word], sums[word] / counts[word], atol=1e-6), word
+        else:
+            assert torch.equal(after[word], words_before[word]), word
+    plain, _ = _model(query_dataset, query_fusion="gated", training_schedule="two_stage_fine_tune",
+                      stage_two_word_init="random")
+    table = plain.word_embedding.weight.detach().clone()
+    plain.set_training_stage(QUERY_STAGE)
+    plain.begin_training_stage(QUERY_STAGE)
+    assert torch.equal(plain.word_embedding.weight, table)

@@ -117,7 +117,9 @@ EVENT_FUSIONS = ("heterogeneous", "gated")
 TRAIN_POSITIONS = ("last", "all")
 SAMPLERS = ("uniform", "popularity")
 TRANSFORMER_BLOCKS = ("standard", "authors")
-TRAINING_SCHEDULES = ("joint", "two_stage")
+TRAINING_SCHEDULES = ("joint", "two_stage", "two_stage_fine_tune")
+# how stage 2 of a two-stage schedule starts the word table (see begin_training_stage)
+STAGE_TWO_WORD_INITS = ("random", "linked_items")
 # the stages of training_schedule two_stage, in order (recbole_ext.trainer.StagedTrainer)
 ITEM_STAGE, QUERY_STAGE = "items", "queries"
 
@@ -299,14 +301,18 @@ class QuerySeqRec(SequentialRecommender):
         self.word_dropout = float(_value(config, "word_dropout", 0.0))
         if not 0.0 <= self.word_dropout < 1.0:
             raise ValueError(f"word_dropout must be in [0, 1), got {self.word_dropout}")
-        self.training_schedule = _choice(config, "training_schedule", "joint", TRAINING_SCHEDULES)
-        self.two_stage = self.training_schedule == "two_stage"
-        if self.two_stage and not self.history_gate:
-            raise ValueError(f"training_schedule 'two_stage' needs query_fusion 'gated' and "
-                             f"use_queries True, got query_fusion '{self.query_fusion}', "
-                             f"use_queries {self.use_queries}")
-        if self.two_stage and (self.item_stream_loss_weight or self.query_stream_loss_weight
-                               or self.item_stream_isolation != "none"):
+        self.training_schedule = _choice(config, "training_schedule", "two_stage_fine_tune",
+                                         TRAINING_SCHEDULES)
+        # the schedules are the gated form's: every other form (the paper's heterogeneous
+        # model, Table 4's fusions, use_queries False = SASRec) trains in one stage
+        self.two_stage = self.training_schedule != "joint" and self.history_gate
+        # two_stage_fine_tune: stage 2 trains every parameter, the item side included
+        self.stage_two_trains_item_side = self.training_schedule == "two_stage_fine_tune"
+        self.stage_two_word_init = _choice(config, "stage_two_word_init", "linked_items",
+                                           STAGE_TWO_WORD_INITS)
+        frozen_stage_two = self.two_stage and self.training_schedule == "two_stage"
+        if frozen_stage_two and (self.item_stream_loss_weight or self.query_stream_loss_weight
+                                 or self.item_stream_isolation != "none"):
             raise ValueError("training_schedule 'two_stage' trains each stream on its own: set "
                              "item_stream_loss_weight 0, query_stream_loss_weight 0 and "
                              "item_stream_isolation 'none'")
@@ -397,12 +403,45 @@ class QuerySeqRec(SequentialRecommender):
             # learning rate per step, so a scale would open the gate too slowly for early stopping)
             self.history_gate_out = nn.Linear(d, d, bias=False)
             nn.init.zeros_(self.history_gate_out.weight)
+            if self.stage_two_word_init == "linked_items":
+                # the training split's query -> item links (QueryAwareDataset.build)
+                graph = dataset.query_item_graph
+                self.register_buffer("query2item_ptr", graph["query2item_ptr"], persistent=False)
+                self.register_buffer("query2item_idx", graph["query2item_idx"], persistent=False)
 
     # -- training stages (training_schedule two_stage; recbole_ext.trainer.StagedTrainer) ----
     def training_stages(self):
         """The stages the trainer runs in order, each with RecBole's own ``fit``: ``(None,)``
         for joint training; ``("items", "queries")`` for two_stage."""
         return (ITEM_STAGE, QUERY_STAGE) if self.two_stage else (None,)
+
+    def begin_training_stage(self, stage):
+        """Called by the trainer when ``stage`` starts, on the previous stage's best model.
+        ``stage_two_word_init: linked_items``: at the start of stage "queries", each word's
+        embedding becomes the mean stage-1 embedding of the items its queries lead to in the
+        training split (the query-item graph's query -> item links; a link of a query of n
+        words counts once per word); a word without links keeps its own. Predictions do not
+        change (the gate's output map is still 0), so the stage still starts at stage 1. Why:
+        under Adam a weight moves about one learning rate per step, so words drawn at the
+        initial scale need many steps to reach the trained item table's scale and direction,
+        and early stopping ends stage 2 before the queries name their items."""
+        if stage != QUERY_STAGE or not self.two_stage or self.stage_two_word_init != "linked_items":
+            return
+        ptr, items = self.query2item_ptr, self.query2item_idx
+        queries = torch.repeat_interleave(torch.arange(len(ptr) - 1, device=ptr.device),
+                                          ptr[1:] - ptr[:-1])
+        words = self.query_words[queries]
+        if self.uses_oov_word:  # rare words as the model reads them (no dropout)
+            words = self.word_remap[words]
+        present = words > 0
+        word_ids = words[present]
+        linked = items.unsqueeze(1).expand_as(words)[present]
+        table = self.word_embedding.weight
+        with torch.no_grad():
+            total = torch.zeros_like(table).index_add_(0, word_ids, self.item_embedding.weight[linked])
+            count = torch.bincount(word_ids, minlength=len(table)).unsqueeze(1)
+            has_links = count.squeeze(1) > 0
+            table[has_links] = (total[has_links] / count[has_links]).to(table.dtype)
 
     def item_side_modules(self):
         """The item side of two_stage: the item table and the item-history stream."""
@@ -420,7 +459,8 @@ class QuerySeqRec(SequentialRecommender):
         if stage == ITEM_STAGE:
             return [p for p in self.parameters() if id(p) in item_side]
         if stage == QUERY_STAGE:
-            return [p for p in self.parameters() if id(p) not in item_side]
+            return [p for p in self.parameters()
+                    if self.stage_two_trains_item_side or id(p) not in item_side]
         raise ValueError(f"training stage must be one of {ITEM_STAGE}, {QUERY_STAGE}, got {stage!r}")
 
     def set_training_stage(self, stage):
@@ -434,7 +474,7 @@ class QuerySeqRec(SequentialRecommender):
         for parameter in self.parameters():
             parameter.requires_grad_(id(parameter) in trained)
         self.training_stage = stage
-        self.item_side_frozen = stage == QUERY_STAGE
+        self.item_side_frozen = stage == QUERY_STAGE and not self.stage_two_trains_item_side
         return self.train(self.training)
 
     def train(self, mode=True):
