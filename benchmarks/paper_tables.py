@@ -371,8 +371,11 @@ def main(argv=None):
               protocol_line,
               "- shared setting: " + ", ".join(f"{k}={v}" for k, v in run_benchmarks.shared_overrides(args).items()
                                                if k not in ("show_progress", "state")),
-              "- paper orderings: from each paper's table values, or its text where it gives a figure only",
-              ""]
+              "- paper orderings: from each paper's table values, or its text where it gives a figure only"]
+    left_out = [t["key"] for t in TABLES if t["key"] not in keys]
+    if left_out:
+        lines.append("- tables this command did not run (`--tables`): " + ", ".join(left_out))
+    lines.append("")
     for section in sections:
         lines += section
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)

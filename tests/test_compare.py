@@ -539,6 +539,8 @@ def test_paper_tables_plumbing_one_table_two_rows(tmp_path):
     page = output.read_text()
     assert "**smoke test: not converged/tuned enough to rank models**" in page
     assert "## MA-GNN Table 3 (architecture) on synthetic" in page
+    left_out = next(line for line in page.splitlines() if line.startswith("- tables this command did not run"))
+    assert "qsr-table3" in left_out and "dgsr-variants" in left_out and "magnn-table3" not in left_out
     folder = tmp_path / "work" / "synthetic"
     result = json.load(open(folder / "comparison.json"))
     assert set(result["models"]) == {"SASRec", "(1) MF", "(2) MF+S"}

@@ -90,7 +90,7 @@ def test_page_rows_add_a_variant_with_its_tests(tmp_path):
     bench.write_page(results, args)
     page = (tmp_path / "PAGE.md").read_text()
     data = json.loads((tmp_path / "PAGE.json").read_text())
-    assert "| gated mwc4 |" in page and "`gated mwc4` (query_fusion: gated, min_word_count: 4" in page
+    assert "| gated mwc4 |" in page and "`gated mwc4` (query_fusion: gated, training_schedule: joint, min_word_count: 4" in page
     assert data["figures"]["synthetic"]["gated mwc4"]["all"] == \
         data["figures"]["synthetic"]["heterogeneous"]["all"]
     assert "`query_fusion: gated`" in page
