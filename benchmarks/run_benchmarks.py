@@ -511,16 +511,21 @@ def render_page(sections, args, command, started, finished, loads, estimate, fou
         f"- device: {'GPU if available' if args.gpu else 'CPU'}",
         "- versions: " + ", ".join(f"{k} {v}" for k, v in found.items()),
         f"- protocol: every model gets {args.tune} trials of RecBole's HyperTuning (Hyperopt) over its search space "
-        "(properties/hyper/<Model>.hyper plus the learning rate of properties/hyper/default.hyper where it does not "
-        "search it; the default space alone without a file), chosen on validation NDCG@10 only, "
+        "(properties/hyper/<Model>.hyper plus the keys of properties/hyper/default.hyper, the learning rate and the "
+        "weight decay, that it does not search; the default space alone without a file), chosen on validation "
+        "NDCG@10 only, "
         f"RecBole's early stopping on validation (stopping_step {args.stopping_step}), one epoch cap ({args.epochs}); "
         f"only the chosen configuration is tested, on {args.repeats} seed(s), from its best-validation checkpoint",
         "- shared setting: "
         + ", ".join(f"{k}={v}" for k, v in shared_overrides(args).items() if k not in ("show_progress", "state"))
         + "; every other key (heads, layers, dropout) from each model's own yaml",
         "- s/epoch: wall seconds of one training epoch of the chosen configuration (mean over seeds)",
-        "",
     ]
+    ran = _split_names(args.models) if args.models else default_models()
+    left_out = [m for m in default_models() if m not in ran]
+    if left_out:
+        lines.append("- models of the default list this command did not run (`--models`): " + ", ".join(left_out))
+    lines.append("")
     for section in sections:
         lines += section
     return "\n".join(lines) + "\n"

@@ -268,6 +268,8 @@ def test_benchmark_script_writes_its_page_through_the_tuned_protocol(tmp_path):
     assert "--models SASRec,GRU4Rec --datasets synthetic --tune 1 --repeats 1 --epochs 1" in page  # the command
     assert "- wall time:" in page and "estimated wall time of the full budget" in page and "recbole 1.2.1" in page
     assert "training time in the records" in page and "- records written from " in page
+    left_out = next(line for line in page.splitlines() if line.startswith("- models of the default list"))
+    assert "QuerySeqRec" in left_out and "BERT4Rec" in left_out and "GRU4Rec" not in left_out
     result = json.loads((tmp_path / "page" / "RESULTS.json").read_text())
     comparison = result["datasets"]["synthetic"]["comparison"]
     gru = comparison["models"]["GRU4Rec"]
