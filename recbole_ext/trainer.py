@@ -86,6 +86,14 @@ class AdamSwitchesMixin:
         return optimizer
 
 
+def distributed_model(model, config):
+    """RecBole's DistributedDataParallel wrapping, with device_ids only on a GPU (on CPU they
+    are invalid)."""
+    if config["device"].type == "cpu":
+        return torch.nn.parallel.DistributedDataParallel(model)
+    return torch.nn.parallel.DistributedDataParallel(model, device_ids=[config["local_rank"]])
+
+
 class SafeCheckpointMixin(AdamSwitchesMixin):
     def __init__(self, config, model):
         distributed_on_cpu = not config["single_spec"] and config["device"].type == "cpu"
@@ -97,7 +105,7 @@ class SafeCheckpointMixin(AdamSwitchesMixin):
             finally:
                 config["single_spec"] = False
             self.model = model
-            self.distributed_model = torch.nn.parallel.DistributedDataParallel(model)
+            self.distributed_model = distributed_model(model, config)
         else:
             super().__init__(config, model)
         base, ext = os.path.splitext(self.saved_model_file)
@@ -172,6 +180,13 @@ class StagedTrainer(Trainer):
     is left in stage ``None`` (nothing frozen).
     ``stage_epochs`` lists the epochs each stage trained."""
 
+    def _track_trained_parameters(self):
+        """In DDP, wrap the model again as RecBole's Trainer does: DistributedDataParallel
+        reduces the gradients of the parameters that require them when it is built, and a
+        stage that freezes some would otherwise leave their reduction waiting."""
+        if not self.config["single_spec"]:
+            self.distributed_model = distributed_model(self.model, self.config)
+
     def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False, callback_fn=None):
         stages = self.model.training_stages()
         self.stage_epochs = []
@@ -182,13 +197,17 @@ class StagedTrainer(Trainer):
         for number, stage in enumerate(stages):
             last = number == len(stages) - 1
             if number:
-                # the previous stage's best (every stage but the last always saves it)
+                # the previous stage's best (every stage but the last always saves it; in DDP
+                # rank 0 writes it, so the other ranks wait for it, as evaluate does)
+                if not self.config["single_spec"]:
+                    dist.barrier()
                 checkpoint = torch.load(self.saved_model_file, map_location=self.device, weights_only=True)
                 self.model.load_state_dict(checkpoint["state_dict"])
                 self.model.load_other_parameter(checkpoint.get("other_parameter"))
             self.model.set_training_stage(stage)
             if number and hasattr(self.model, "begin_training_stage"):
                 self.model.begin_training_stage(stage)
+            self._track_trained_parameters()
             self.optimizer = self._build_optimizer(params=self.model.stage_parameters(stage))
             self.start_epoch, self.cur_step = 0, 0
             self.best_valid_score = -np.inf if self.valid_metric_bigger else np.inf
@@ -204,6 +223,7 @@ class StagedTrainer(Trainer):
             result = super().fit(train_data, valid_data, verbose, stage_saved, show_progress, callback_fn)
             self.stage_epochs.append(len(self.train_loss_dict))
         self.model.set_training_stage(None)  # nothing frozen after training
+        self._track_trained_parameters()
         if not saved and os.path.exists(self.saved_model_file):
             os.remove(self.saved_model_file)  # only the stages' hand-over used it
         return result

@@ -14,7 +14,7 @@ def free_port():
         return str(s.getsockname()[1])
 
 
-@pytest.mark.parametrize("model", ["SASRec"])
+@pytest.mark.parametrize("model", ["SASRec", "QuerySeqRec"])  # QuerySeqRec: two training stages
 def test_two_process_cpu_training(model, tmp_path):
     config = tiny_config_dict(checkpoint_dir=str(tmp_path / "saved"), topk=[5, 10], metrics=["Hit", "NDCG"], valid_metric="NDCG@10")
     record = run(model, "synthetic", config_dict=config, nproc=2, port=free_port(), read_command_line=False)
@@ -27,3 +27,5 @@ def test_two_process_cpu_training(model, tmp_path):
     assert record["test_result"]["hit@10"] > 0
     assert record["config"]["world_size"] == 2 and record["config"]["single_spec"] is False
     assert record["checkpoint"].endswith(".pth")
+    if model == "QuerySeqRec":  # every rank reloads stage 1's best, which rank 0 wrote
+        assert record["stage_epochs"] == [1, 1]
