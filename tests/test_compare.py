@@ -387,7 +387,10 @@ def test_search_spaces_and_the_default_space(tmp_path, monkeypatch):
     from recbole.config import Config  # noqa: F401  (RecBole installed: its yaml files are there)
     import recbole
 
-    regularisers = ("dropout", "weight_decay")
+    from recbole_ext.tuning import read_params_file
+
+    (name, kind, (low, high)), decay = read_params_file(compare.DEFAULT_SPACE_FILE)
+    shared_decay = tuple(decay)
     for model in ("SASRec", "GRU4Rec", "NARM", "SRGNN", "GCSAN", "BERT4Rec", "Caser",
                   "QuerySeqRec", "HUGT", "EMBSR", "MAGNN", "DGSR"):
         own = os.path.join(os.path.dirname(compare.DEFAULT_SPACE_FILE), "..", "model", f"{model}.yaml")
@@ -396,11 +399,10 @@ def test_search_spaces_and_the_default_space(tmp_path, monkeypatch):
             keys = set(yaml.safe_load(f))
         # QuerySeqRec's robustness switches (off by default, measured in benchmarks/QSR_WEAKQ.md) are not searched
         dropouts = {k for k in keys if "dropout" in k and k not in ("stream_dropout", "word_dropout")}
-        searched = {p[0] for p in compare.search_space(model)[0]}
-        assert {"learning_rate", "weight_decay"} | dropouts <= searched, (model, dropouts - searched)
-    from recbole_ext.tuning import read_params_file
-
-    (name, kind, (low, high)), decay = read_params_file(compare.DEFAULT_SPACE_FILE)
+        space = {p[0]: p for p in compare.search_space(model)[0]}
+        assert {"learning_rate", "weight_decay"} | dropouts <= set(space), (model, dropouts - set(space))
+        # one weight-decay grid for all: a model with a wider one spends trials the others do not
+        assert space["weight_decay"] == shared_decay, (model, space["weight_decay"])
     assert (name, kind) == ("learning_rate", "loguniform")
     assert decay == ("weight_decay", "choice", [0.0, 1e-6, 1e-5, 1e-4])
     assert compare.describe_space([(name, kind, (low, high))]) == {name: "loguniform [0.0003, 0.01]"}
