@@ -161,6 +161,7 @@ SWITCHES = [{"variant": name} for name in VARIANTS if name != "EMBSR"] + [
     {"fusion": "fixed", "fusion_beta": 0.4},
     {"reproduce_code": True},
     {"recent_interest": "run_film"},
+    {"recent_interest": "last_micro"},
     {"mask_last_item": False},
     {"step": 2},
     {"scale_weight": 6.0},
@@ -344,7 +345,7 @@ def test_run_film_reads_the_whole_last_run(built):
     x_a = _recent(model, _transform(built, config, _set_last_run(a, [view, cart])))
     x_b = _recent(model, _transform(built, config, _set_last_run(a, [cart])))
     assert not torch.allclose(x_a, x_b, atol=1e-6)
-    paper, _ = _model(built)
+    paper, _ = _model(built, recent_interest="last_micro")
     x_a = _recent(paper, _transform(built, config, _set_last_run(a, [view, cart])))
     x_b = _recent(paper, _transform(built, config, _set_last_run(a, [cart])))
     assert torch.allclose(x_a, x_b, atol=1e-6)  # the paper's x_t does not see the run's earlier operations
@@ -367,7 +368,7 @@ def _recent(model, batch):
 
 def test_run_film_is_the_formula(built):
     model, config = _model(built, recent_interest="run_film")
-    paper, _ = _model(built)
+    paper, _ = _model(built, recent_interest="last_micro")
     paper.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("film_")})
     batch = _batch(built, config)
     x_paper, x_film = _recent(paper, batch), _recent(model, batch)
@@ -385,7 +386,7 @@ def test_run_film_is_the_formula(built):
 def test_run_film_is_ignored_without_operations(built):
     # SGNN-Self (attention: plain) has no operations anywhere; run_film leaves it as it is
     model, config = _model(built, variant="SGNN-Self", recent_interest="run_film")
-    paper, _ = _model(built, variant="SGNN-Self")
+    paper, _ = _model(built, variant="SGNN-Self", recent_interest="last_micro")
     assert not any(name.startswith("film_") for name, _ in model.named_parameters())
     batch = _batch(built, config)
     with torch.no_grad():
@@ -427,3 +428,33 @@ def test_mask_last_item_keeps_the_loss_finite_when_the_target_repeats_it(built):
     loss = model.calculate_loss(batch)
     assert torch.isfinite(loss)
     loss.backward()
+
+
+# ---------------------------------------------------------------- recent_interest: op_linear
+def test_op_linear_maps_x_t_by_the_last_operation(built):
+    # x_t + W[o_t] x_t: one learned d x d map per operation, chosen by the last micro-behaviour's op
+    model, config = _model(built, recent_interest="op_linear")
+    paper, _ = _model(built, recent_interest="last_micro")
+    paper.load_state_dict({k: v for k, v in model.state_dict().items() if k != "op_maps"})
+    batch = _batch(built, config)
+    x_paper, x_mapped = _recent(paper, batch), _recent(model, batch)
+    last_op = torch.gather(batch["mg_micro_op"], 1, (batch["mg_micro_length"] - 1).unsqueeze(1)).squeeze(1)
+    with torch.no_grad():
+        expected = torch.stack([x + model.op_maps[o] @ x for x, o in zip(x_paper, last_op)])
+    assert torch.allclose(x_mapped, expected, atol=1e-5)
+    # two runs that end with the same operation get the same map, one that ends otherwise another
+    view, cart, detail = _op_id(built, "view"), _op_id(built, "cart"), _op_id(built, "detail")
+    x_cart = _recent(model, _transform(built, config, _set_last_run(batch, [view, cart])))
+    x_detail = _recent(model, _transform(built, config, _set_last_run(batch, [view, detail])))
+    x_cart_paper = _recent(paper, _transform(built, config, _set_last_run(batch, [view, cart])))
+    x_detail_paper = _recent(paper, _transform(built, config, _set_last_run(batch, [view, detail])))
+    assert not torch.allclose(x_cart - x_cart_paper, x_detail - x_detail_paper, atol=1e-6)
+
+
+def test_op_linear_is_ignored_without_operations(built):
+    model, config = _model(built, variant="SGNN-Self", recent_interest="op_linear")
+    paper, _ = _model(built, variant="SGNN-Self", recent_interest="last_micro")
+    assert not any(name == "op_maps" for name, _ in model.named_parameters())
+    batch = _batch(built, config)
+    with torch.no_grad():
+        assert torch.equal(model.full_sort_predict(batch), paper.full_sort_predict(batch))

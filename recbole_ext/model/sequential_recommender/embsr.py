@@ -24,12 +24,17 @@ dyadic ids) come from :class:`recbole_ext.data.dataloader.multigraph.MultigraphT
 Switches (``properties/model/EMBSR.yaml``) give the paper's variants; ``star_op`` chooses between the
 leak-free learned "next operation" (default) and the paper's use of the target's own operation;
 ``reproduce_code`` gives the authors' code's behaviour where it departs from the paper.
-Two departures from the paper, off by default: ``mask_last_item`` keeps the last input item out of
-the candidates (within a session the target never is that item, since consecutive micro-behaviours
-on one item form one macro item, yet cosine scoring of a representation built from that item's
-embedding ranks it high), and ``recent_interest: run_film`` lets the last macro item's whole
-operation run scale and shift x_t (the paper's x_t adds the last operation's embedding only, and the
-last run never enters the GNN: the last node has no out-edge).
+Two departures from the paper are on by default (both leak-free; ``mask_last_item: False`` and
+``recent_interest: last_micro`` give the paper's model, as the EMBSR recipes set):
+
+* ``mask_last_item`` keeps the last input item out of the candidates: within a session the target
+  never is that item (consecutive micro-behaviours on one item form one macro item), yet cosine
+  scoring of a representation built from that item's embedding ranks it high;
+* ``recent_interest: op_linear`` maps x_t by a learned matrix of its operation, x_t + W[o_t] x_t.
+  The paper's x_t = h_t + O[o_t] is additive in the item and the operation, so the same item
+  cannot point to different successors for different operations; and the last macro item's run
+  never enters the GNN (the last node has no out-edge). ``run_film`` is a variant conditioned on
+  the GRU state of the whole last run.
 """
 
 import math
@@ -56,7 +61,7 @@ VARIANTS = {
 SEQUENCE_ENCODERS = ("sgnn", "rnn", "none")
 ATTENTIONS = ("dyadic", "absolute", "plain", "none")
 FUSIONS = ("gate", "mlp", "fixed")
-RECENT_INTERESTS = ("last_micro", "run_film")
+RECENT_INTERESTS = ("last_micro", "run_film", "op_linear")
 
 
 def _choice(config, key, choices):
@@ -131,6 +136,10 @@ class EMBSR(SequentialRecommender):
                 self.op_run_gru_layer = nn.GRU(d, d, batch_first=True)
             self.film_scale = nn.Linear(d, d)
             self.film_shift = nn.Linear(d, d)
+        elif self.recent_interest == "op_linear":
+            # one d x d map per operation id (padding and the "next" id included, never read for
+            # them); drawn N(0, init_std) below like every parameter
+            self.op_maps = nn.Parameter(torch.empty(self.num_op_values + 1, d, d))
 
         if self.fusion == "gate":
             self.fusion_gate = nn.Linear(2 * d, d)
@@ -329,6 +338,9 @@ class EMBSR(SequentialRecommender):
         recent_interest = _gather_rows(micro_inputs, (micro_length - 1).unsqueeze(1)).squeeze(1)
         if self.recent_interest == "run_film":
             recent_interest = self._condition_on_last_run(recent_interest, interaction, item_length, used_len)
+        elif self.recent_interest == "op_linear":  # x_t + W[o_t] x_t
+            last_op = torch.gather(micro_op, 1, (micro_length - 1).unsqueeze(1)).squeeze(1)
+            recent_interest = recent_interest + torch.bmm(self.op_maps[last_op], recent_interest.unsqueeze(-1)).squeeze(-1)
         if self.attention == "none":  # EMBSR-NS: the star node is the global preference
             global_preference = star
         else:
