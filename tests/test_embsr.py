@@ -160,6 +160,9 @@ SWITCHES = [{"variant": name} for name in VARIANTS if name != "EMBSR"] + [
     {"fusion": "mlp"},
     {"fusion": "fixed", "fusion_beta": 0.4},
     {"reproduce_code": True},
+    {"recent_interest": "run_film"},
+    {"recent_interest": "last_micro"},
+    {"mask_last_item": False},
     {"step": 2},
     {"scale_weight": 6.0},
     {"init_std": 0.05},
@@ -310,3 +313,148 @@ def test_bad_example_selection_raises_before_loading():
 
     with pytest.raises(ValueError, match="example_selection"):
         MicroBehaviourDataset(_config(example_selection="prefixes"))
+
+
+# ---------------------------------------------------------------- recent_interest: run_film
+def _batch(built, config, size=32):
+    return _transform(built, config, _raw_test_batch(built, size))
+
+
+def _op_id(built, token):
+    return int(built[1].field2token_id["op"][token])
+
+
+def _set_last_run(batch, run):
+    """Give every example's last macro item the operation run ``run`` (ids), keeping the rest."""
+    batch = copy.deepcopy(batch)
+    last = batch["item_length"] - 1
+    rows = torch.arange(len(last))
+    op_list = batch["op_list"]
+    op_list[rows, last] = 0
+    op_list[rows, last, : len(run)] = torch.tensor(run)
+    return batch
+
+
+def test_run_film_reads_the_whole_last_run(built):
+    # (view, cart) and (cart) end with the same operation: the paper's x_t = h_t + O[o_t] and the
+    # micro-behaviours before the last one are all the recent interest sees of them, while
+    # run_film's x_t also reads the GRU state of the whole run.
+    view, cart = _op_id(built, "view"), _op_id(built, "cart")
+    model, config = _model(built, recent_interest="run_film")
+    a = _batch(built, config)
+    x_a = _recent(model, _transform(built, config, _set_last_run(a, [view, cart])))
+    x_b = _recent(model, _transform(built, config, _set_last_run(a, [cart])))
+    assert not torch.allclose(x_a, x_b, atol=1e-6)
+    paper, _ = _model(built, recent_interest="last_micro")
+    x_a = _recent(paper, _transform(built, config, _set_last_run(a, [view, cart])))
+    x_b = _recent(paper, _transform(built, config, _set_last_run(a, [cart])))
+    assert torch.allclose(x_a, x_b, atol=1e-6)  # the paper's x_t does not see the run's earlier operations
+
+
+def _recent(model, batch):
+    captured = {}
+    original = model._fuse
+
+    def spy(global_preference, recent_interest):
+        captured["x"] = recent_interest
+        return original(global_preference, recent_interest)
+
+    model._fuse = spy
+    with torch.no_grad():
+        model.forward(batch)
+    model._fuse = original
+    return captured["x"]
+
+
+def test_run_film_is_the_formula(built):
+    model, config = _model(built, recent_interest="run_film")
+    paper, _ = _model(built, recent_interest="last_micro")
+    paper.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("film_")})
+    batch = _batch(built, config)
+    x_paper, x_film = _recent(paper, batch), _recent(model, batch)
+    last = batch["item_length"] - 1
+    rows = torch.arange(len(last))
+    runs, lengths = batch["mg_op_runs"][rows, last], batch["mg_run_length"][rows, last]
+    with torch.no_grad():
+        states = torch.stack(
+            [model.op_run_gru_layer(model.op_embedding(runs[i, : lengths[i]]).unsqueeze(0))[1][0, 0] for i in rows]
+        )
+        expected = (1 + model.film_scale(states)) * x_paper + model.film_shift(states)
+    assert torch.allclose(x_film, expected, atol=1e-5)
+
+
+def test_run_film_is_ignored_without_operations(built):
+    # SGNN-Self (attention: plain) has no operations anywhere; run_film leaves it as it is
+    model, config = _model(built, variant="SGNN-Self", recent_interest="run_film")
+    paper, _ = _model(built, variant="SGNN-Self", recent_interest="last_micro")
+    assert not any(name.startswith("film_") for name, _ in model.named_parameters())
+    batch = _batch(built, config)
+    with torch.no_grad():
+        assert torch.equal(model.full_sort_predict(batch), paper.full_sort_predict(batch))
+
+
+def test_recent_interest_rejects_unknown_values(built):
+    with pytest.raises(ValueError, match="recent_interest"):
+        _model(built, recent_interest="mean")
+
+
+# ---------------------------------------------------------------- mask_last_item
+def test_mask_last_item_removes_only_the_last_input_item(built):
+    masked, config = _model(built, mask_last_item=True)
+    plain, _ = _model(built, mask_last_item=False)
+    batch = _batch(built, config)
+    last = torch.gather(batch["item_id_list"], 1, (batch["item_length"] - 1).unsqueeze(1)).squeeze(1)
+    with torch.no_grad():
+        scores, reference = masked.full_sort_predict(batch), plain.full_sort_predict(batch)
+        rows = torch.arange(len(last))
+        assert torch.isinf(scores[rows, last]).all() and (scores[rows, last] < 0).all()
+        keep = torch.ones_like(scores, dtype=torch.bool)
+        keep[rows, last] = False
+        assert torch.equal(scores[keep], reference[keep])
+        # the sampled-candidate path agrees with the full ranking
+        candidates = copy.deepcopy(batch)
+        candidates["item_id"] = last
+        assert torch.isinf(masked.predict(candidates)).all()
+        candidates["item_id"] = (last % (scores.size(1) - 1)) + 1  # another item: scored as without the mask
+        assert torch.allclose(masked.predict(candidates), plain.predict(candidates))
+
+
+def test_mask_last_item_keeps_the_loss_finite_when_the_target_repeats_it(built):
+    # a session can start with the item the previous one ended with: that target is left unmasked
+    model, config = _model(built, mask_last_item=True)
+    model.train()
+    batch = _batch(built, config)
+    batch["item_id"] = torch.gather(batch["item_id_list"], 1, (batch["item_length"] - 1).unsqueeze(1)).squeeze(1)
+    loss = model.calculate_loss(batch)
+    assert torch.isfinite(loss)
+    loss.backward()
+
+
+# ---------------------------------------------------------------- recent_interest: op_linear
+def test_op_linear_maps_x_t_by_the_last_operation(built):
+    # x_t + W[o_t] x_t: one learned d x d map per operation, chosen by the last micro-behaviour's op
+    model, config = _model(built, recent_interest="op_linear")
+    paper, _ = _model(built, recent_interest="last_micro")
+    paper.load_state_dict({k: v for k, v in model.state_dict().items() if k != "op_maps"})
+    batch = _batch(built, config)
+    x_paper, x_mapped = _recent(paper, batch), _recent(model, batch)
+    last_op = torch.gather(batch["mg_micro_op"], 1, (batch["mg_micro_length"] - 1).unsqueeze(1)).squeeze(1)
+    with torch.no_grad():
+        expected = torch.stack([x + model.op_maps[o] @ x for x, o in zip(x_paper, last_op)])
+    assert torch.allclose(x_mapped, expected, atol=1e-5)
+    # two runs that end with the same operation get the same map, one that ends otherwise another
+    view, cart, detail = _op_id(built, "view"), _op_id(built, "cart"), _op_id(built, "detail")
+    x_cart = _recent(model, _transform(built, config, _set_last_run(batch, [view, cart])))
+    x_detail = _recent(model, _transform(built, config, _set_last_run(batch, [view, detail])))
+    x_cart_paper = _recent(paper, _transform(built, config, _set_last_run(batch, [view, cart])))
+    x_detail_paper = _recent(paper, _transform(built, config, _set_last_run(batch, [view, detail])))
+    assert not torch.allclose(x_cart - x_cart_paper, x_detail - x_detail_paper, atol=1e-6)
+
+
+def test_op_linear_is_ignored_without_operations(built):
+    model, config = _model(built, variant="SGNN-Self", recent_interest="op_linear")
+    paper, _ = _model(built, variant="SGNN-Self", recent_interest="last_micro")
+    assert not any(name == "op_maps" for name, _ in model.named_parameters())
+    batch = _batch(built, config)
+    with torch.no_grad():
+        assert torch.equal(model.full_sort_predict(batch), paper.full_sort_predict(batch))

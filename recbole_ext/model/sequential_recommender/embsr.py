@@ -24,6 +24,17 @@ dyadic ids) come from :class:`recbole_ext.data.dataloader.multigraph.MultigraphT
 Switches (``properties/model/EMBSR.yaml``) give the paper's variants; ``star_op`` chooses between the
 leak-free learned "next operation" (default) and the paper's use of the target's own operation;
 ``reproduce_code`` gives the authors' code's behaviour where it departs from the paper.
+Two departures from the paper are on by default (both leak-free; ``mask_last_item: False`` and
+``recent_interest: last_micro`` give the paper's model, as the EMBSR recipes set):
+
+* ``mask_last_item`` keeps the last input item out of the candidates: within a session the target
+  never is that item (consecutive micro-behaviours on one item form one macro item), yet cosine
+  scoring of a representation built from that item's embedding ranks it high;
+* ``recent_interest: op_linear`` maps x_t by a learned matrix of its operation, x_t + W[o_t] x_t.
+  The paper's x_t = h_t + O[o_t] is additive in the item and the operation, so the same item
+  cannot point to different successors for different operations; and the last macro item's run
+  never enters the GNN (the last node has no out-edge). ``run_film`` is a variant conditioned on
+  the GRU state of the whole last run.
 """
 
 import math
@@ -50,6 +61,7 @@ VARIANTS = {
 SEQUENCE_ENCODERS = ("sgnn", "rnn", "none")
 ATTENTIONS = ("dyadic", "absolute", "plain", "none")
 FUSIONS = ("gate", "mlp", "fixed")
+RECENT_INTERESTS = ("last_micro", "run_film", "op_linear")
 
 
 def _choice(config, key, choices):
@@ -75,6 +87,7 @@ class EMBSR(SequentialRecommender):
         self.scale_weight = config["scale_weight"]
         self.init_std = config["init_std"]
         self.reproduce_code = bool(config["reproduce_code"])
+        self.mask_last_item = bool(config["mask_last_item"])
         self.loss_type = config["loss_type"]
         if self.loss_type != "CE":
             raise ValueError(f"loss_type must be 'CE' for EMBSR (the paper's loss), got {self.loss_type!r}")
@@ -118,6 +131,16 @@ class EMBSR(SequentialRecommender):
             self.attention_norm = nn.LayerNorm(d)
         self.dropout = nn.Dropout(self.dropout_prob)
 
+        if self.recent_interest == "run_film":
+            if not hasattr(self, "op_run_gru_layer"):
+                self.op_run_gru_layer = nn.GRU(d, d, batch_first=True)
+            self.film_scale = nn.Linear(d, d)
+            self.film_shift = nn.Linear(d, d)
+        elif self.recent_interest == "op_linear":
+            # one d x d map per operation id (padding and the "next" id included, never read for
+            # them); drawn N(0, init_std) below like every parameter
+            self.op_maps = nn.Parameter(torch.empty(self.num_op_values + 1, d, d))
+
         if self.fusion == "gate":
             self.fusion_gate = nn.Linear(2 * d, d)
         elif self.fusion == "mlp":
@@ -140,6 +163,10 @@ class EMBSR(SequentialRecommender):
             self.attention = _choice(config, "attention", ATTENTIONS)
             self.fusion = _choice(config, "fusion", FUSIONS)
         self.fusion_beta = config["fusion_beta"]
+        # the variants without operations (attention: plain) keep the paper's operation-free x_t
+        self.recent_interest = _choice(config, "recent_interest", RECENT_INTERESTS)
+        if self.attention == "plain":
+            self.recent_interest = "last_micro"
         if self.fusion == "fixed" and not (isinstance(self.fusion_beta, (int, float)) and 0 <= self.fusion_beta <= 1):
             raise ValueError(f"fusion_beta must be a number in [0, 1] with fusion: fixed, got {self.fusion_beta!r}")
 
@@ -243,6 +270,18 @@ class EMBSR(SequentialRecommender):
         return self.attention_norm(output + self.dropout(self.ffn_out(F.relu(self.ffn_in(output)))))
 
     # ------------------------------------------------------------------ session representation
+    def _condition_on_last_run(self, recent_interest, interaction, item_length, used_len):
+        """recent_interest 'run_film': x_t = (1 + W_g g_t) * x_t + W_b g_t with g_t the GRU state of
+        the last macro item's whole operation run. The paper's x_t = h_t + O[o_t] is additive in
+        the item and its last operation, so it cannot send one item to different successors for
+        different runs; the multiplicative term can (and the last run never enters the GNN)."""
+        last = (item_length - 1).clamp(min=0).unsqueeze(1)
+        op_runs = interaction["mg_op_runs"][:, :used_len]
+        last_run = torch.gather(op_runs, 1, last.unsqueeze(-1).expand(-1, -1, op_runs.size(-1)))
+        last_length = torch.gather(interaction["mg_run_length"][:, :used_len], 1, last)
+        run_state = self._encode_operation_runs(last_run, last_length).squeeze(1)
+        return (1 + self.film_scale(run_state)) * recent_interest + self.film_shift(run_state)
+
     def _fuse(self, global_preference, recent_interest):
         if self.fusion == "gate":
             beta = torch.sigmoid(self.fusion_gate(torch.cat([global_preference, recent_interest], -1)))
@@ -297,26 +336,50 @@ class EMBSR(SequentialRecommender):
             micro_inputs = micro_repr + self.op_embedding(micro_op)
             star_input = star + self.op_embedding(interaction["mg_star_op"])
         recent_interest = _gather_rows(micro_inputs, (micro_length - 1).unsqueeze(1)).squeeze(1)
+        if self.recent_interest == "run_film":
+            recent_interest = self._condition_on_last_run(recent_interest, interaction, item_length, used_len)
+        elif self.recent_interest == "op_linear":  # x_t + W[o_t] x_t
+            last_op = torch.gather(micro_op, 1, (micro_length - 1).unsqueeze(1)).squeeze(1)
+            recent_interest = recent_interest + torch.bmm(self.op_maps[last_op], recent_interest.unsqueeze(-1)).squeeze(-1)
         if self.attention == "none":  # EMBSR-NS: the star node is the global preference
             global_preference = star
         else:
             global_preference = self._star_attention(star_input, micro_inputs, micro_mask, micro_length, star_pairs)
         return self._fuse(global_preference, recent_interest)
 
-    def _scores(self, session_repr, items=None):
+    def _last_items(self, interaction):
+        item_length = interaction[self.ITEM_SEQ_LEN]
+        return torch.gather(interaction[self.ITEM_SEQ], 1, (item_length - 1).clamp(min=0).unsqueeze(1)).squeeze(1)
+
+    def _scores(self, session_repr, interaction, items=None, targets=None):
         session_repr = self.scale_weight * F.normalize(session_repr, dim=-1)
         if items is not None:
-            return (session_repr * F.normalize(self.item_embedding(items), dim=-1)).sum(-1)
+            scores = (session_repr * F.normalize(self.item_embedding(items), dim=-1)).sum(-1)
+            if self.mask_last_item:
+                scores = scores.masked_fill(items == self._last_items(interaction), float("-inf"))
+            return scores
         logits = session_repr @ F.normalize(self.item_embedding.weight, dim=-1).t()
         # item 0 is padding, never a candidate (the code scores items 1..n only)
-        return torch.cat([torch.full_like(logits[:, :1], float("-inf")), logits[:, 1:]], 1)
+        logits = torch.cat([torch.full_like(logits[:, :1], float("-inf")), logits[:, 1:]], 1)
+        if self.mask_last_item:
+            # consecutive micro-behaviours on one item are one macro item, so within a session the
+            # target is never the last input item; this leak-free mask keeps it out of the candidates.
+            # In training an example whose target repeats it (across a session boundary) is left
+            # unmasked, so that its loss stays finite.
+            last = self._last_items(interaction)
+            masked = torch.full_like(logits[:, :1], float("-inf"))
+            if targets is not None:
+                masked = torch.where((targets == last).unsqueeze(1), logits.gather(1, last.unsqueeze(1)), masked)
+            logits = logits.scatter(1, last.unsqueeze(1), masked)
+        return logits
 
     def calculate_loss(self, interaction):
-        logits = self._scores(self.forward(interaction))
-        return self.loss_fct(logits, interaction[self.POS_ITEM_ID])
+        targets = interaction[self.POS_ITEM_ID]
+        logits = self._scores(self.forward(interaction), interaction, targets=targets)
+        return self.loss_fct(logits, targets)
 
     def predict(self, interaction):
-        return self._scores(self.forward(interaction), interaction[self.ITEM_ID])
+        return self._scores(self.forward(interaction), interaction, interaction[self.ITEM_ID])
 
     def full_sort_predict(self, interaction):
-        return self._scores(self.forward(interaction))
+        return self._scores(self.forward(interaction), interaction)
