@@ -162,7 +162,7 @@ SWITCHES = [{"variant": name} for name in VARIANTS if name != "EMBSR"] + [
     {"reproduce_code": True},
     {"recent_interest": "run_film"},
     {"recent_interest": "last_micro"},
-    {"mask_last_item": False},
+    {"mask_last_item": True},
     {"step": 2},
     {"scale_weight": 6.0},
     {"init_std": 0.05},

@@ -24,13 +24,14 @@ dyadic ids) come from :class:`recbole_ext.data.dataloader.multigraph.MultigraphT
 Switches (``properties/model/EMBSR.yaml``) give the paper's variants; ``star_op`` chooses between the
 leak-free learned "next operation" (default) and the paper's use of the target's own operation;
 ``reproduce_code`` gives the authors' code's behaviour where it departs from the paper.
-Two departures from the paper are on by default (both leak-free; ``mask_last_item: False`` and
-``recent_interest: last_micro`` give the paper's model, as the EMBSR recipes set):
+One departure from the paper is on by default (``recent_interest: last_micro`` gives the paper's
+model, as the EMBSR recipes set), and one is offered off (both leak-free):
 
 * ``mask_last_item`` keeps the last input item out of the candidates: within a session the target
   never is that item (consecutive micro-behaviours on one item form one macro item), yet cosine
-  scoring of a representation built from that item's embedding ranks it high;
-* ``recent_interest: op_linear`` maps x_t by a learned matrix of its operation, x_t + W[o_t] x_t.
+  scoring of a representation built from that item's embedding ranks it high. Off by default: the
+  rule would lift any model (SASRec too), so a comparison must give it to all or none;
+* ``recent_interest: op_linear`` (default) maps x_t by a learned matrix of its operation, x_t + W[o_t] x_t.
   The paper's x_t = h_t + O[o_t] is additive in the item and the operation, so the same item
   cannot point to different successors for different operations; and the last macro item's run
   never enters the GNN (the last node has no out-edge). ``run_film`` is a variant conditioned on
