@@ -164,7 +164,10 @@ def reference_user_vector(model, interaction, propagation, aggregation, local_mo
 
 # ---------------------------------------------------------------- exactness against the reference
 
-SYNTHETIC_SMALL = dict(user_inter_num_interval="[0,20]", embedding_size=8, max_neighbors=4, MAX_ITEM_LIST_LENGTH=10)
+# the reference is the paper's readout: user id embeddings and no last-item term
+PAPER_READOUT = dict(user_id_embedding=True, readout_last_item="none")
+SYNTHETIC_SMALL = dict(user_inter_num_interval="[0,20]", embedding_size=8, max_neighbors=4, MAX_ITEM_LIST_LENGTH=10,
+                       **PAPER_READOUT)
 
 
 @pytest.fixture(scope="module")
@@ -352,7 +355,7 @@ PRE_COST_WORK_NDCG = {2: (0.0055, 0.0206), 3: (0.0122, 0.0171)}
 @pytest.mark.parametrize("n_layers", sorted(PRE_COST_WORK_NDCG))
 def test_same_seed_same_ndcg_with_dropout_as_before_the_cost_work(n_layers):
     record = run_tiny("DGSR", "synthetic", user_inter_num_interval="[0,20]", embedding_size=16, n_layers=n_layers,
-                      epochs=2, worker=0)
+                      epochs=2, worker=0, **PAPER_READOUT)
     test_ndcg, valid_ndcg = PRE_COST_WORK_NDCG[n_layers]
     assert record["test_result"]["ndcg@10"] == pytest.approx(test_ndcg, abs=2e-4)
     assert record["best_valid_result"]["ndcg@10"] == pytest.approx(valid_ndcg, abs=2e-4)
