@@ -261,3 +261,31 @@ def test_gcn_weights_are_the_symmetric_degree_normalisation():
     torch.testing.assert_close(messages, normalised @ states)
     # a plain mean (the old DGSR-GCN) would weight u1's neighbours 1/3 each: not what GCN does
     assert not torch.allclose(messages[1], states.mean(0))
+
+
+def test_event_times_keep_their_seconds_so_the_users_own_latest_edge_is_before_t(tmp_path, monkeypatch):
+    """``synthetic`` has epoch-second timestamps (~1.7e9) a few seconds to minutes apart; RecBole stores
+    float fields as float32 (steps of 128 s there), so without the dataset's shift to 0 a third of the
+    examples had their prediction time equal to their newest input's, and the strict ``< t`` filter
+    left the user out of its own newest item's in-users."""
+    from conftest import tiny_config_dict
+    from recbole_ext.config import Config
+    from recbole_ext.data import create_dataset, data_preparation
+    from recbole_ext.data.dataloader.subgraph_sampler import SubgraphSampler
+
+    monkeypatch.chdir(tmp_path)
+    overrides = dict(user_inter_num_interval="[0,20]", embedding_size=8, n_layers=2, MAX_ITEM_LIST_LENGTH=10)
+    config = Config("DGSR", "synthetic", config_dict=tiny_config_dict(**overrides), read_command_line=False)
+    dataset = create_dataset(config)
+    train, _, _ = data_preparation(config, dataset)
+    examples = train.dataset.inter_feat
+    lengths = examples[dataset.item_list_length_field]
+    newest_time = examples[f"{dataset.time_field}_list"][torch.arange(len(lengths)), lengths - 1]
+    assert bool((examples[dataset.time_field] > newest_time).all())
+    batch = SubgraphSampler(config, dataset, "train")(train.dataset, examples[torch.arange(min(len(lengths), 2048))])
+    order = batch["dgsr_user_nbr_order"][:, 0]
+    newest = batch["dgsr_user_nbr_index"][:, 0].gather(1, (order == 0).long().argmax(1, keepdim=True)).squeeze(1)
+    rows = torch.arange(len(newest))
+    # item rows are laid out like item nodes (hop-1 items first); user node 0 is the example's user
+    in_users, in_order = batch["dgsr_item_nbr_index"][rows, newest], batch["dgsr_item_nbr_order"][rows, newest]
+    assert bool(((in_users == 0) & (in_order >= 0)).any(1).all())

@@ -245,6 +245,9 @@ MODEL_SWITCHES = [
     {"aggregation": "local"},
     {"local_mode": "last_attention"},
     {"readout_with_h0": False},
+    {"readout_last_item": "embedding"},
+    {"readout_last_item": "state"},
+    {"user_id_embedding": False},
     {"n_layers": 0},
     {"n_layers": 1},
     {"n_layers": 3},
@@ -257,6 +260,7 @@ MODEL_SWITCHES = [
 
 PAPER_SWITCHES = {
     "propagation": "dgsr", "aggregation": "global_local", "local_mode": "gru", "readout_with_h0": True,
+    "readout_last_item": "none", "user_id_embedding": True,
     "n_layers": 2, "subgraph_order": 3, "max_neighbors": 4, "neighbour_cap": 50, "time_window": "user",
     "loss_type": "CE",
 }

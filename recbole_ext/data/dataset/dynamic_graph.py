@@ -111,6 +111,17 @@ def build_dynamic_graph(users, items, times, tie, num_users, num_items):
 class DynamicGraphDataset(ExtSequentialDataset):
     """RecBole's sequential examples plus ``user_csr``, ``item_csr`` and ``edge_time_values``."""
 
+    def _load_inter_feat(self, token, dataset_path):
+        """Times are shifted to start at 0 before RecBole stores them as float32: epoch seconds
+        (~1.7e9) in float32 are multiples of 128 s, so events minutes apart would tie and the
+        strict ``< t`` filter would drop a user's own latest edges from its items' windows (the
+        shift keeps whole seconds exact over 194 days; order, examples and split are unchanged)."""
+        super()._load_inter_feat(token, dataset_path)
+        time_field = self.config["TIME_FIELD"]
+        if time_field in self.inter_feat and len(self.inter_feat):
+            times = self.inter_feat[time_field].to_numpy(dtype=np.float64)
+            self.inter_feat[time_field] = times - np.floor(times.min())
+
     def build(self):
         source = self.config["dgsr_graph_source"] or "strict"
         if source not in GRAPH_SOURCES:

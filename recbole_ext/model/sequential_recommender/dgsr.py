@@ -26,9 +26,16 @@ Nothing leaves the tensors' device.
 Switches (``properties/model/DGSR.yaml``): ``propagation`` (dgsr / gat / gcn: DGSR-GAT and
 DGSR-GCN, with GCN's symmetric degree normalisation), ``aggregation`` (global_local / global /
 local: DGSR-Global and DGSR-Local), ``local_mode`` (gru as Eq. 6 / last_attention as the authors'
-code), ``readout_with_h0`` (Eq. 11 includes h^(0); the code leaves it out), ``n_layers`` (0 is
-DGSR-0: user and last-item embeddings); the sampler's ``subgraph_order``, ``max_neighbors``,
+code), ``readout_with_h0`` (Eq. 11 includes h^(0); the code leaves it out), ``readout_last_item``
+(none as Eq. 11 / embedding: the newest prefix item's embedding appended, as DGSR-0 reads it /
+state: its state after layer L-1; the authors' ``--last_item`` appends its layer-L state),
+``user_id_embedding`` (True as the paper: users start from an id embedding / False: from zeros,
+known by their items only), ``n_layers`` (0 is DGSR-0: user and last-item embeddings, the user's
+only with ``user_id_embedding``); the sampler's ``subgraph_order``, ``max_neighbors``,
 ``neighbour_cap``, ``time_window``, ``dgsr_graph_source`` and ``eval_subgraph_cache_mb``.
+The defaults of ``readout_last_item`` (embedding) and ``user_id_embedding`` (False) are not the
+paper's: they were chosen on validation on ``synthetic`` (figures in the yaml); the id embedding
+memorises each user's training targets.
 """
 
 import math
@@ -45,6 +52,7 @@ from recbole_ext.model.layers import segment_softmax, segment_sum
 PROPAGATIONS = ("dgsr", "gat", "gcn")
 AGGREGATIONS = ("global_local", "global", "local")
 LOCAL_MODES = ("gru", "last_attention")
+LAST_ITEM_READOUTS = ("none", "embedding", "state")
 
 
 def _choice(config, key, choices):
@@ -357,12 +365,19 @@ class DGSR(SequentialRecommender):
         self.readout_with_h0 = config["readout_with_h0"]
         if not isinstance(self.readout_with_h0, bool):
             raise ValueError(f"readout_with_h0 must be True or False, got {self.readout_with_h0!r}")
+        self.readout_last_item = _choice(config, "readout_last_item", LAST_ITEM_READOUTS)
         self.loss_type = _choice(config, "loss_type", ("CE", "BPR"))
         self.n_users = dataset.user_num
         self.uid_field = config["USER_ID_FIELD"]
         self.time_field = config["TIME_FIELD"]
 
-        self.user_embedding = nn.Embedding(self.n_users, self.hidden_size, padding_idx=0)
+        self.user_id_embedding = config["user_id_embedding"]
+        if not isinstance(self.user_id_embedding, bool):
+            raise ValueError(f"user_id_embedding must be True or False, got {self.user_id_embedding!r}")
+        # without ids every user node starts from the zero vector: users are known by their items only
+        self.user_embedding = None
+        if self.user_id_embedding:
+            self.user_embedding = nn.Embedding(self.n_users, self.hidden_size, padding_idx=0)
         self.item_embedding = nn.Embedding(self.n_items, self.hidden_size, padding_idx=0)
         self.layers = nn.ModuleList(
             DGANLayer(
@@ -379,7 +394,7 @@ class DGSR(SequentialRecommender):
         if self.n_layers == 0:
             readout_parts = 2  # DGSR-0: user embedding and last item embedding
         else:
-            readout_parts = self.n_layers + int(self.readout_with_h0)
+            readout_parts = self.n_layers + int(self.readout_with_h0) + int(self.readout_last_item != "none")
         self.prediction = nn.Linear(readout_parts * self.hidden_size, self.hidden_size, bias=False)  # W_P
         self.loss_fct = nn.CrossEntropyLoss() if self.loss_type == "CE" else BPRLoss()
         # layer 1 reads embeddings: its GRU runs each distinct neighbour sequence of a batch once
@@ -392,11 +407,17 @@ class DGSR(SequentialRecommender):
         if isinstance(module, (nn.Linear, nn.Embedding)):
             nn.init.xavier_normal_(module.weight)
 
+    def _user_states(self, user_ids):
+        """h^(0) of user nodes: their id embeddings, or zeros with ``user_id_embedding: False``."""
+        if self.user_id_embedding:
+            return self.user_embedding(user_ids)
+        return self.item_embedding.weight.new_zeros(*user_ids.shape, self.hidden_size)
+
     def forward(self, interaction):
         """The user's readout vector ``W_P h_u`` for each example, [B, d]."""
         user_nodes = interaction["dgsr_user_nodes"]
         if self.n_layers == 0:
-            user_states = self.user_embedding(user_nodes)
+            user_states = self._user_states(user_nodes)
             seq_len = interaction[self.ITEM_SEQ_LEN]
             last_item = self.gather_indexes(self.item_embedding(interaction[self.ITEM_SEQ]), seq_len - 1)
             return self.prediction(torch.cat([user_states[:, 0], last_item], dim=-1))
@@ -414,10 +435,22 @@ class DGSR(SequentialRecommender):
         item_edges = EdgeList(width_items, width_users, interaction["dgsr_item_nbr_index"],
                               interaction["dgsr_item_nbr_order"], item_map, user_map, flat_item_hops)
         user_ids, item_ids = user_nodes.reshape(-1)[user_valid], item_nodes.reshape(-1)[item_valid]
-        user_states, item_states = self.user_embedding(user_ids), self.item_embedding(item_ids)
+        user_states, item_states = self._user_states(user_ids), self.item_embedding(item_ids)
+        if self.user_id_embedding:
+            user_table, user_keys = self.user_embedding.weight, user_ids
+        else:  # one zero row read by every user: equal inputs, so the GRU's distinct-sequence run stays exact
+            user_table, user_keys = user_states.new_zeros(1, self.hidden_size), torch.zeros_like(user_ids)
         # the example's user is user node 0
         roots = user_map[torch.arange(batch, device=user_nodes.device) * width_users]
         readout = [user_states[roots]] if self.readout_with_h0 else []
+        last_item = None
+        if self.readout_last_item != "none":
+            # the most recent item of u's prefix: the in-edge of user node 0 with relative order 0
+            # (every example has one: the prefix is never empty)
+            newest = (interaction["dgsr_user_nbr_order"][:, 0] == 0).long().argmax(1, keepdim=True)
+            last_local = interaction["dgsr_user_nbr_index"][:, 0].gather(1, newest).squeeze(1)
+            last_item = item_map[torch.arange(batch, device=user_nodes.device) * width_items + last_local]
+            last_state = item_states[last_item]  # h^(0): its embedding
         totals = (user_ids.numel(), item_ids.numel())
         # the flat indices of the current state rows (all nodes before layer 1) and their positions
         user_rows = torch.arange(totals[0], device=user_nodes.device)
@@ -433,7 +466,7 @@ class DGSR(SequentialRecommender):
                 user_states, item_states,
                 user_edges.select(reach, live_users, item_position), item_edges.select(reach, live_items, user_position),
                 user_position[live_users], item_position[live_items], (user_rows, totals[0], item_rows, totals[1]),
-                (self.user_embedding.weight, user_ids, self.item_embedding.weight, item_ids)
+                (user_table, user_keys, self.item_embedding.weight, item_ids)
                 if depth == 1 and self.dedup_first_layer else None,
             )
             # the next layer's states are this layer's live rows
@@ -443,6 +476,11 @@ class DGSR(SequentialRecommender):
             item_position = torch.full_like(item_position, -1).index_copy_(
                 0, live_items, torch.arange(live_items.numel(), device=live_items.device))
             readout.append(user_states[user_position[roots]])
+            if self.readout_last_item == "state" and depth < self.n_layers:
+                # the last item (hop 1) is updated by layers 1..L-1 (hop pruning); keep its newest state
+                last_state = item_states[item_position[last_item]]
+        if last_item is not None:
+            readout.append(last_state)
         return self.prediction(torch.cat(readout, dim=-1))
 
     def calculate_loss(self, interaction):
