@@ -341,7 +341,10 @@ class EMBSR(SequentialRecommender):
             recent_interest = self._condition_on_last_run(recent_interest, interaction, item_length, used_len)
         elif self.recent_interest == "op_linear":  # x_t + W[o_t] x_t
             last_op = torch.gather(micro_op, 1, (micro_length - 1).unsqueeze(1)).squeeze(1)
-            recent_interest = recent_interest + torch.bmm(self.op_maps[last_op], recent_interest.unsqueeze(-1)).squeeze(-1)
+            # the map is picked by a one-hot product, not by indexing op_maps: the gradient of an
+            # index with repeats accumulates in thread order on CPU, so a seed would not fix it
+            pick = F.one_hot(last_op, self.op_maps.size(0)).to(recent_interest.dtype)
+            recent_interest = recent_interest + torch.einsum("bk,kde,be->bd", pick, self.op_maps, recent_interest)
         if self.attention == "none":  # EMBSR-NS: the star node is the global preference
             global_preference = star
         else:
