@@ -14,7 +14,7 @@ transition is training data. Ranked on the validation targets (full ranking, NDC
 For the targets that follow the graph it also prints how often the right-slot successor is ranked
 above both other successors (chance: 1/3), to compare with a trained model.
 
-    python benchmarks/embsr_count_bound.py [--dataset synthetic]
+    python benchmarks/embsr_count_bound.py [--dataset synthetic] [--output PAGE]
 """
 
 import argparse
@@ -27,7 +27,7 @@ import pandas as pd
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 
-from recbole_ext.data.synthetic import SyntheticConfig, generate, successor_slot  # noqa: E402
+from recbole_ext.data.synthetic import OPERATION_PATTERNS, SyntheticConfig, generate, successor_slot  # noqa: E402
 
 
 def macro_items(inter_path):
@@ -44,13 +44,15 @@ def macro_items(inter_path):
 
 
 def transitions(macro):
-    train, valid = [], []
-    for _, group in macro.groupby("user", sort=False):
-        items, slots = group.item.to_numpy(), group.slot.to_numpy()
-        n = len(items)
-        for t in range(1, n - 1):  # the last transition (test) is never read
-            (train if t <= n - 3 else valid).append((items[t - 1], slots[t - 1], items[t]))
-    return [pd.DataFrame(rows, columns=["prev", "slot", "next"]) for rows in (train, valid)]
+    """(previous item, its slot, next item) of every transition: training ones, and the one into
+    each user's validation target; the transition into the test target is never read."""
+    position = macro.groupby("user", sort=False).cumcount().to_numpy()
+    length = macro.groupby("user", sort=False).item.transform("size").to_numpy()
+    prev_item, prev_slot = macro.item.shift(1), macro.slot.shift(1)
+    frame = pd.DataFrame({"prev": prev_item, "slot": prev_slot, "next": macro.item})
+    train = frame[(position >= 1) & (position <= length - 3)]
+    valid = frame[(position >= 1) & (position == length - 2)]
+    return [part.astype(int).reset_index(drop=True) for part in (train, valid)]
 
 
 def ndcg_at_10(scores, targets):
@@ -63,7 +65,10 @@ def ndcg_at_10(scores, targets):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dataset", default="synthetic")
+    parser.add_argument("--output", default=os.path.join(REPO_ROOT, "benchmarks", "EMBSR_COUNT_BOUND.md"),
+                        help="the page this script writes (its figures, and the command)")
     args = parser.parse_args()
+    lines = []
     macro = macro_items(os.path.join(REPO_ROOT, "dataset_atomic", args.dataset, f"{args.dataset}.inter"))
     train, valid = transitions(macro)
     n_items = int(macro.item.max()) + 1
@@ -81,13 +86,14 @@ def main():
     }
     if args.dataset == "synthetic":  # the shipped dataset is the generator's default
         successors = generate(SyntheticConfig()).successors
-        slot_share = [0.25, 0.35, 0.40]  # cart/buy, detail/comments, bare view (OPERATION_PATTERNS)
+        slot_share = np.zeros(3)  # how often each successor slot is chosen, from the generator's patterns
+        np.add.at(slot_share, [successor_slot(run) for run, _ in OPERATION_PATTERNS], [p for _, p in OPERATION_PATTERNS])
         blind, aware = np.tile(tie_break, (len(valid), 1)), np.tile(tie_break, (len(valid), 1))
         for k in range(3):
             blind[rows, successors[prev, k]] += slot_share[k]
         aware[rows, successors[prev, slot]] += 1
         scores["last item (true graph)"], scores["last item + op slot (true graph)"] = blind, aware
-    print(f"{args.dataset}: {len(train)} training transitions, {len(valid)} validation targets")
+    lines.append(f"{args.dataset}: {len(train)} training transitions, {len(valid)} validation targets")
     for name, score in scores.items():
         line = f"  {name:34s} valid NDCG@10 {ndcg_at_10(score, target).mean():.4f}"
         if args.dataset == "synthetic":
@@ -96,7 +102,12 @@ def main():
             wrong = np.where(np.arange(3)[None] == slot[:, None], -np.inf, others).max(1)
             follows = target == successors[prev, slot]
             line += f"   right-slot successor above both others: {np.mean((right > wrong)[follows]):.3f}"
-        print(line)
+        lines.append(line)
+    print("\n".join(lines))
+    command = "python benchmarks/embsr_count_bound.py" + ("" if args.dataset == "synthetic" else f" --dataset {args.dataset}")
+    with open(args.output, "w", encoding="utf-8") as f:
+        f.write("# Count-model bounds of the operation signal\n\nWritten by `benchmarks/embsr_count_bound.py`; "
+                f"nothing here is typed by hand.\n\n- command: `{command}`\n\n```\n" + "\n".join(lines) + "\n```\n")
 
 
 if __name__ == "__main__":
