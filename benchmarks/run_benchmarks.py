@@ -69,6 +69,10 @@ def build_parser():
     parser.add_argument("--gpu", action="store_true", help="train on the GPU if there is one (default: CPU)")
     parser.add_argument("--timeout", type=int, default=6 * 3600, help="seconds one dataset's comparison may take")
     parser.add_argument(
+        "--jobs", type=int, default=1, help="models trained side by side in that many processes, each with its share "
+        "of the cores (the comparison's --jobs; the figures are the same, the timings are then shared-core)"
+    )
+    parser.add_argument(
         "--work-dir",
         default=os.path.join(HERE, "out", "results"),
         help="records of trials and runs (a rerun resumes from them)",
@@ -129,6 +133,7 @@ def comparison_command(models, dataset, args, output_dir):
         f"--baseline={BASELINE if BASELINE in models else models[0]}",
         f"--output_dir={output_dir}",
         f"--metric={MAIN_METRIC}",
+        f"--jobs={args.jobs}",
     ]
     return command + [f"--{key}={value}" for key, value in shared_overrides(args).items()]
 
@@ -494,6 +499,9 @@ def render_page(sections, args, command, started, finished, loads, estimate, fou
             f"- training time in the records (every trial and run, also those a resumed run skipped): "
             f"{compute_seconds / 60:.1f} min"
         )
+    if getattr(args, "jobs", 1) > 1:
+        lines.append(f"- models trained side by side in {args.jobs} processes (`--jobs`), the cores shared among them: "
+                     "every s/epoch is a shared-core figure; the metrics are the ones one process gets")
     if span:  # a resumed page: from the first trial's start to the last record, over every invocation
         first, last = (datetime.datetime.fromtimestamp(t, datetime.timezone.utc) for t in span)
         lines.append(f"- records written from {first:%Y-%m-%d %H:%M} to {last:%H:%M} UTC "

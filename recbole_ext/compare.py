@@ -130,6 +130,10 @@ def build_parser():
     parser.add_argument(
         "--test", type=str, default="wilcoxon", choices=sorted(stats.TESTS), help="paired test against --baseline"
     )
+    parser.add_argument(
+        "--jobs", type=int, default=1, help="models trained side by side in that many processes, each with its share "
+        "of the cores (default 1: one after another)"
+    )
     return parser
 
 
@@ -929,25 +933,93 @@ def main(argv):
     status, _ = run_comparison(
         entries, args.dataset, parse_overrides(unknown), config_files, output_dir=args.output_dir,
         tune=args.tune, repeats=args.repeats, baseline=args.baseline, metric=args.metric, test=args.test,
-        result_file=args.result_file,
+        result_file=args.result_file, jobs=args.jobs,
     )
     return status
 
 
+def train_entry(entry, work):
+    """Tune one entry (when ``tune``) and train and test it on every seed, from its records where
+    they exist; returns ``(chosen or None, tuning summary or None, records, {seed: per-user values},
+    failures)``, a failure being ``(label, where, "Error: text")``. A failing model must not lose
+    the others' results, so only a :class:`ResumeConflictError` is raised."""
+    dataset, config_files, shared, seeds, tune, output_dir, setting_id, reuse = work
+    chosen, summary, records, per_user, failures = None, None, [], {}, []
+    try:
+        if tune:
+            chosen, summary = tune_entry(entry, dataset, config_files, dict(shared, seed=seeds[0]), tune, output_dir,
+                                         setting_id)
+    except ResumeConflictError:
+        raise
+    except Exception as error:
+        return None, None, records, per_user, [(entry.label, "tuning", f"{type(error).__name__}: {error}")]
+    for seed in seeds:
+        record_file = os.path.join(output_dir, "runs", f"{_safe_file_name(entry.label)}-seed{seed}.json")
+        try:
+            record = run_one(entry.model, dataset, config_files, dict(shared, **entry.fixed, seed=seed), record_file,
+                             setting_id, chosen, entry.label, reuse)
+        except ResumeConflictError:
+            raise
+        except Exception as error:
+            failures.append((entry.label, f"seed {seed}", f"{type(error).__name__}: {error}"))
+            continue
+        records.append(record)
+        values = load_per_user(per_user_file(record_file))
+        if values is not None:
+            per_user[seed] = values
+    return chosen, summary, records, per_user, failures
+
+
+def _limit_threads(threads):
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def _train_entries(entries, work, jobs):
+    """:func:`train_entry` of every entry, in order. With ``jobs`` > 1 the entries run side by side
+    in that many fresh (spawned) processes, each held to its share of the cores: on 2 cores two
+    torch jobs at full thread count oversubscribe OpenMP and slow each other down several times
+    over. Every run is seeded on its own and written as a record, so the results are the ones one
+    process gets (``OMP_NUM_THREADS``, when set, is kept)."""
+    if jobs == 1 or len(entries) == 1:
+        return [train_entry(entry, work) for entry in entries]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    jobs = min(jobs, len(entries))
+    threads = int(os.environ.get("OMP_NUM_THREADS") or max(1, (os.cpu_count() or 1) // jobs))
+    saved = os.environ.get("OMP_NUM_THREADS")
+    os.environ["OMP_NUM_THREADS"] = str(threads)  # read by the children's OpenMP when torch loads
+    try:
+        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_limit_threads,
+                                 initargs=(threads,)) as pool:
+            futures = [pool.submit(train_entry, entry, work) for entry in entries]
+            return [future.result() for future in futures]
+    finally:
+        if saved is None:
+            os.environ.pop("OMP_NUM_THREADS", None)
+        else:
+            os.environ["OMP_NUM_THREADS"] = saved
+
+
 def run_comparison(
     entries, dataset, overrides, config_files=None, output_dir=None, tune=0, repeats=1, baseline=None,
-    metric=None, test="wilcoxon", result_file=None, quiet=False, reuse_from=None,
+    metric=None, test="wilcoxon", result_file=None, quiet=False, reuse_from=None, jobs=1,
 ):
     """Tune (``tune`` trials), train and test every :class:`Entry` on ``repeats`` seeds and write
     the tables; returns ``(exit status, the comparison.json dict or None)``. ``reuse_from``:
     ``(folder, its number of trials)`` of another comparison on the same data and shared overrides;
-    a run it already holds with the same resolved configuration is copied, not trained again."""
+    a run it already holds with the same resolved configuration is copied, not trained again.
+    ``jobs``: entries trained side by side in that many processes (:func:`_train_entries`)."""
     if repeats < 1:
         raise ValueError(f"--repeats must be at least 1, got {repeats}")
     if tune < 0:
         raise ValueError(f"--tune must be 0 (no tuning) or a number of trials, got {tune}")
     if test not in stats.TESTS:
         raise ValueError(f"--test={test}: the paired tests are {', '.join(stats.TESTS)}")
+    if jobs < 1:
+        raise ValueError(f"--jobs must be at least 1, got {jobs}")
     labels = [e.label for e in entries]
     for entry in entries:
         registry.get_model(entry.model)  # an unknown name fails now, before anything is trained
@@ -984,37 +1056,14 @@ def run_comparison(
 
     records_by_label, per_user_by_label, chosen_by_label, tuning = {}, {}, {}, {}
     failures = []
-    for entry in entries:
-        records_by_label[entry.label], per_user_by_label[entry.label] = [], {}
-        try:
-            if tune:
-                chosen, tuning[entry.label] = tune_entry(
-                    entry, dataset, config_files, dict(shared, seed=seeds[0]), tune, output_dir, setting_id
-                )
-                chosen_by_label[entry.label] = chosen
-        except ResumeConflictError:
-            raise
-        except Exception as error:  # one failing model must not lose the others' results
-            failures.append((entry.label, "tuning", error))
-            continue
-        for seed in seeds:
-            record_file = os.path.join(output_dir, "runs", f"{_safe_file_name(entry.label)}-seed{seed}.json")
-            try:
-                record = run_one(
-                    entry.model, dataset, config_files, dict(shared, **entry.fixed, seed=seed), record_file,
-                    setting_id, chosen_by_label.get(entry.label), entry.label, reuse,
-                )
-            except ResumeConflictError:
-                raise
-            except Exception as error:
-                failures.append((entry.label, f"seed {seed}", error))
-                continue
-            records_by_label[entry.label].append(record)
-            values = load_per_user(per_user_file(record_file))
-            if values is not None:
-                per_user_by_label[entry.label][seed] = values
+    work = (dataset, config_files, shared, seeds, tune, output_dir, setting_id, reuse)
+    for entry, (chosen, summary, records, per_user, entry_failures) in zip(entries, _train_entries(entries, work, jobs)):
+        if chosen is not None:
+            chosen_by_label[entry.label], tuning[entry.label] = chosen, summary
+        records_by_label[entry.label], per_user_by_label[entry.label] = records, per_user
+        failures.extend(entry_failures)
     for label, where, error in failures:
-        print(f"[compare] FAILED {label} {where}: {type(error).__name__}: {error}", file=sys.stderr, flush=True)
+        print(f"[compare] FAILED {label} {where}: {error}", file=sys.stderr, flush=True)
 
     finished = {label: r for label, r in records_by_label.items() if r}
     if not finished:

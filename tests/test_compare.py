@@ -602,6 +602,23 @@ def test_a_label_several_tables_share_has_one_set_of_switches():
             assert switches.setdefault((table["model"], label), row) == row, label
 
 
+def test_no_row_becomes_another_by_the_values_its_model_was_tuned_to():
+    """Rows start from the tuned choice: a row that leaves a searched key open would turn into the
+    ablation that sets it wherever the search picks that value (QuerySeqRec's full row into w/o A
+    once augmentation is searched), so such a row must fix the key."""
+    from recbole_ext.tuning import read_params_file
+
+    for table in _load_paper_tables().TABLES:
+        space = {name: (kind, values) for name, kind, values in read_params_file(compare.space_file(table["model"]))}
+        for label, row, _ in table["rows"]:
+            for other, switches, _ in table["rows"]:
+                for key, value in switches.items():
+                    kind, values = space.get(key, (None, ()))
+                    could_become = (key not in row and kind == "choice" and value in values
+                                    and all(switches.get(k) == v for k, v in row.items()))
+                    assert not could_become, (table["key"], label, other, key)
+
+
 def test_a_record_made_with_other_fixed_keys_is_refused(tmp_path):
     config = tiny_config_dict(epochs=1)
     record_file = str(tmp_path / "runs" / "SASRec-seed2020.json")
@@ -680,3 +697,25 @@ def test_a_run_another_comparison_already_made_is_copied_not_retrained(tmp_path,
     compare.run_comparison(entries[:1], "synthetic", dict(overrides), output_dir=elsewhere, quiet=True,
                            reuse_from=(source, 3))
     assert "[compare] training SASRec seed 2020" in capsys.readouterr().out
+
+
+def test_models_trained_side_by_side_give_the_results_of_one_process(tmp_path, capfd):
+    """--jobs 2 trains the entries in two spawned processes; every run is seeded on its own, so the
+    chosen values and every seed's test metrics are those of the same comparison in one process."""
+    overrides = tiny_config_dict(metrics=["NDCG"], topk=[10], valid_metric="NDCG@10")
+    overrides.pop("n_graph_heads")
+    entries = [compare.Entry("SASRec", "SASRec"), compare.Entry("GRU4Rec", "GRU4Rec")]
+    results = {}
+    for jobs in (1, 2):
+        folder = str(tmp_path / f"jobs{jobs}")
+        status, results[jobs] = compare.run_comparison(entries, "synthetic", dict(overrides), output_dir=folder,
+                                                       tune=1, repeats=2, quiet=True, jobs=jobs)
+        assert status == 0
+    assert "[compare] training GRU4Rec seed 2021" in capfd.readouterr().out  # the children's output, too
+    for label in ("SASRec", "GRU4Rec"):
+        one, two = results[1]["models"][label], results[2]["models"][label]
+        assert one["chosen"] == two["chosen"] and one["test"]["ndcg@10"]["per_seed"] == two["test"]["ndcg@10"]["per_seed"]
+    seeds = results[2]["models"]["SASRec"]["test"]["ndcg@10"]["per_seed"]
+    assert seeds[0] != seeds[1]  # the two seeds are two runs, not one run read twice
+    with pytest.raises(ValueError, match="--jobs must be at least 1"):
+        compare.run_comparison(entries, "synthetic", dict(overrides), output_dir=str(tmp_path / "x"), jobs=0)
