@@ -995,7 +995,12 @@ def _train_entries(entries, work, jobs):
         with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_limit_threads,
                                  initargs=(threads,)) as pool:
             futures = [pool.submit(train_entry, entry, work) for entry in entries]
-            return [future.result() for future in futures]
+            try:
+                return [future.result() for future in futures]
+            except BaseException:  # a resume conflict or an interrupt: start no further entry
+                for future in futures:
+                    future.cancel()
+                raise
     finally:
         if saved is None:
             os.environ.pop("OMP_NUM_THREADS", None)
