@@ -928,7 +928,9 @@ def main(argv):
     if len(entries) < 2:
         raise ValueError(f"--model needs at least two comma-separated models to compare, got '{args.model}'")
     if args.nproc != 1 or args.world_size > 0:
-        raise ValueError("--nproc/--world_size: a comparison trains its models one after another in one process")
+        raise ValueError(
+            "--nproc/--world_size: a comparison trains each model in one process (--jobs trains several side by side)"
+        )
     config_files = args.config_files.strip().split(" ") if args.config_files else None
     status, _ = run_comparison(
         entries, args.dataset, parse_overrides(unknown), config_files, output_dir=args.output_dir,
@@ -1062,7 +1064,8 @@ def run_comparison(
     records_by_label, per_user_by_label, chosen_by_label, tuning = {}, {}, {}, {}
     failures = []
     work = (dataset, config_files, shared, seeds, tune, output_dir, setting_id, reuse)
-    for entry, (chosen, summary, records, per_user, entry_failures) in zip(entries, _train_entries(entries, work, jobs)):
+    results = _train_entries(entries, work, jobs)
+    for entry, (chosen, summary, records, per_user, entry_failures) in zip(entries, results):
         if chosen is not None:
             chosen_by_label[entry.label], tuning[entry.label] = chosen, summary
         records_by_label[entry.label], per_user_by_label[entry.label] = records, per_user
