@@ -699,19 +699,26 @@ def test_a_run_another_comparison_already_made_is_copied_not_retrained(tmp_path,
     assert "[compare] training SASRec seed 2020" in capsys.readouterr().out
 
 
-def test_models_trained_side_by_side_give_the_results_of_one_process(tmp_path, capfd):
+def test_models_trained_side_by_side_give_the_results_of_one_process(tmp_path):
     """--jobs 2 trains the entries in two spawned processes; every run is seeded on its own, so the
     chosen values and every seed's test metrics are those of the same comparison in one process."""
     overrides = tiny_config_dict(metrics=["NDCG"], topk=[10], valid_metric="NDCG@10")
     overrides.pop("n_graph_heads")
     entries = [compare.Entry("SASRec", "SASRec"), compare.Entry("GRU4Rec", "GRU4Rec")]
-    results = {}
+    results, spans = {}, {}
     for jobs in (1, 2):
-        folder = str(tmp_path / f"jobs{jobs}")
-        status, results[jobs] = compare.run_comparison(entries, "synthetic", dict(overrides), output_dir=folder,
+        folder = tmp_path / f"jobs{jobs}"
+        status, results[jobs] = compare.run_comparison(entries, "synthetic", dict(overrides), output_dir=str(folder),
                                                        tune=1, repeats=2, quiet=True, jobs=jobs)
         assert status == 0
-    assert "[compare] training GRU4Rec seed 2021" in capfd.readouterr().out  # the children's output, too
+        for label in ("SASRec", "GRU4Rec"):  # from the first trial's start to the last seed's end
+            files = list((folder / "trials" / label).glob("*.json")) + list((folder / "runs").glob(f"{label}-seed*.json"))
+            ends = {f: f.stat().st_mtime for f in files}
+            spans[jobs, label] = (min(ends[f] - json.loads(f.read_text())["wall_seconds"] for f in files),
+                                  max(ends.values()))
+    # one process trains GRU4Rec after SASRec; two train them at the same time
+    assert spans[1, "SASRec"][1] <= spans[1, "GRU4Rec"][0]
+    assert spans[2, "GRU4Rec"][0] < spans[2, "SASRec"][1] and spans[2, "SASRec"][0] < spans[2, "GRU4Rec"][1]
     for label in ("SASRec", "GRU4Rec"):
         one, two = results[1]["models"][label], results[2]["models"][label]
         assert one["chosen"] == two["chosen"] and one["test"]["ndcg@10"]["per_seed"] == two["test"]["ndcg@10"]["per_seed"]
