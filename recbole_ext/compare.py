@@ -972,10 +972,16 @@ def train_entry(entry, work):
     return chosen, summary, records, per_user, failures
 
 
-def _limit_threads(threads):
+def _prepare_child(threads, start_method):
+    """Hold a spawned child to its share of the cores, and let it start processes of its own (a
+    model's dataloader workers) as its parent would: a spawned child defaults to spawn, under which
+    DGSR's dataloader worker could not receive its dataset and died."""
+    import multiprocessing
+
     import torch
 
     torch.set_num_threads(threads)
+    multiprocessing.set_start_method(start_method, force=True)
 
 
 def _train_entries(entries, work, jobs):
@@ -994,8 +1000,8 @@ def _train_entries(entries, work, jobs):
     saved = os.environ.get("OMP_NUM_THREADS")
     os.environ["OMP_NUM_THREADS"] = str(threads)  # read by the children's OpenMP when torch loads
     try:
-        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_limit_threads,
-                                 initargs=(threads,)) as pool:
+        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_prepare_child,
+                                 initargs=(threads, multiprocessing.get_start_method())) as pool:
             futures = [pool.submit(train_entry, entry, work) for entry in entries]
             try:
                 return [future.result() for future in futures]

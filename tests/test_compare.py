@@ -701,10 +701,12 @@ def test_a_run_another_comparison_already_made_is_copied_not_retrained(tmp_path,
 
 def test_models_trained_side_by_side_give_the_results_of_one_process(tmp_path):
     """--jobs 2 trains the entries in two spawned processes; every run is seeded on its own, so the
-    chosen values and every seed's test metrics are those of the same comparison in one process."""
+    chosen values and every seed's test metrics are those of the same comparison in one process.
+    GRU4Rec loads its batches in a dataloader worker (DGSR's default): a spawned child starts that
+    worker as its parent would (under spawn it could not receive its dataset and died)."""
     overrides = tiny_config_dict(metrics=["NDCG"], topk=[10], valid_metric="NDCG@10")
     overrides.pop("n_graph_heads")
-    entries = [compare.Entry("SASRec", "SASRec"), compare.Entry("GRU4Rec", "GRU4Rec")]
+    entries = [compare.Entry("SASRec", "SASRec"), compare.Entry("GRU4Rec", "GRU4Rec", {"worker": 1})]
     results, spans = {}, {}
     for jobs in (1, 2):
         folder = tmp_path / f"jobs{jobs}"
