@@ -975,7 +975,8 @@ def train_entry(entry, work):
 def _prepare_child(threads, start_method):
     """Hold a spawned child to its share of the cores, and let it start processes of its own (a
     model's dataloader workers) as its parent would: a spawned child defaults to spawn, under which
-    DGSR's dataloader worker could not receive its dataset and died."""
+    a RecBole dataloader worker (DGSR's ``worker: 1``, or any model's) could not receive its dataset
+    and died."""
     import multiprocessing
 
     import torch
