@@ -29,6 +29,10 @@ trained again (``compare.equal_run_record``). All rows of a table then share one
 ablation practice; it can favour the full model, and the page says so). The page counts as a full
 budget when that comparison had the full number of trials.
 
+A page can be built over several runs (one dataset now, another on another day or machine): with
+``--keep-sections`` the sections of the existing ``--output`` page that this command does not run
+stay, each marked with the command that wrote it.
+
 MA-GNN's Table 3 is run under the next-item protocol and under its paper's (``eval_protocol:
 magnn``); its configuration is the one chosen under the next-item protocol.
 """
@@ -36,6 +40,7 @@ magnn``); its configuration is the one chosen under the next-item protocol.
 import argparse
 import datetime
 import os
+import re
 import shlex
 import sys
 import time
@@ -158,8 +163,55 @@ def build_parser():
     parser.add_argument("--chosen-from", default=None, help="a run_benchmarks.py --work-dir: rows take the "
                         "configuration its tuned comparison chose for their model (row switches on top) and "
                         "are not tuned again")
+    parser.add_argument("--keep-sections", action="store_true", help="keep the sections of the existing --output "
+                        "page that this command does not run (another dataset, another table), each marked with "
+                        "the command that wrote it")
     parser.set_defaults(output=os.path.join(HERE, "PAPER_TABLES.md"), work_dir=os.path.join(HERE, "out", "paper_tables"))
     return parser
+
+
+SMOKE_BANNER = "**smoke test: not converged/tuned enough to rank models**"
+
+
+def section_title(table, dataset, protocol):
+    return f"## {table['title']} on {dataset}" + (f", eval_protocol {protocol}" if protocol else "")
+
+
+def _protocol_of(entry):
+    return None if entry.get("eval_protocol") in (None, "next_item") else entry["eval_protocol"]
+
+
+def earlier_sections(output):
+    """The sections of the page at ``output`` (and its JSON) as ``{(table key, dataset, protocol):
+    summary entry with its lines}``; empty when there is no page. Entries of a page whose JSON
+    predates ``lines`` take their lines from the Markdown, cut at the section headings."""
+    import json
+
+    json_path = os.path.splitext(output)[0] + ".json"
+    if not (os.path.isfile(output) and os.path.isfile(json_path)):
+        return {}
+    with open(json_path, encoding="utf-8") as f:
+        earlier = json.load(f)
+    with open(output, encoding="utf-8") as f:
+        page = f.read().splitlines()
+    headings = [i for i, line in enumerate(page) if line.startswith("## ")] + [len(page)]
+    by_title = {page[a]: page[a:b] for a, b in zip(headings, headings[1:])}
+    smoke_page = SMOKE_BANNER in page[:headings[0]]
+    written = next((found.group(1) for line in page[:headings[0]] if line.startswith("- wall time:")
+                    for found in [re.search(r"\((\d{4}-\d\d-\d\d \d\d:\d\d UTC)\)", line)] if found), None)
+    tables = {t["key"]: t for t in TABLES}
+    found = {}
+    for entry in earlier.get("tables", []):
+        table = tables.get(entry.get("table"))
+        if table is None:
+            continue
+        protocol = _protocol_of(entry)
+        lines = entry.get("lines") or by_title.get(section_title(table, entry["dataset"], protocol))
+        if lines:
+            found[(table["key"], entry["dataset"], protocol)] = dict(
+                entry, lines=list(lines), command=entry.get("command", earlier.get("command")),
+                smoke=entry.get("smoke", smoke_page), written=entry.get("written", written))
+    return found
 
 
 def load_chosen(results_dir, dataset, overrides):
@@ -275,8 +327,7 @@ def _cell(cell):
 
 def table_section(table, dataset, comparison, claims, wall, error, rows=None, protocol=None, inherited=False,
                   skip=None):
-    title = f"## {table['title']} on {dataset}" + (f", eval_protocol {protocol}" if protocol else "")
-    lines = [title, ""]
+    lines = [section_title(table, dataset, protocol), ""]
     if comparison is None:
         return lines + [f"not run: {error}", ""]
     lines += [f"- wall time: {wall / 60:.1f} min; seeds: {', '.join(map(str, comparison['setting']['seeds']))}",
@@ -312,6 +363,15 @@ def table_section(table, dataset, comparison, claims, wall, error, rows=None, pr
     return lines + [""]
 
 
+def _write_atomically(path, text):
+    """A temporary name, then a rename: an interrupted run leaves the earlier page whole."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    partial = f"{path}.partial"
+    with open(partial, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(partial, path)
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
     from recbole_ext.registry import get_model
@@ -327,7 +387,8 @@ def main(argv=None):
     command = "python " + " ".join(shlex.quote(a) for a in ["benchmarks/paper_tables.py"]
                                    + (sys.argv[1:] if argv is None else list(argv)))
     started = datetime.datetime.now(datetime.timezone.utc)
-    sections, summary, source_trials = [], [], []
+    kept = earlier_sections(args.output) if args.keep_sections else {}
+    sections, summary, source_trials = {}, {}, []
     for table in (t for t in TABLES if t["key"] in keys):
         for dataset in (d for d in table["datasets"] if datasets is None or d in datasets):
             chosen, reuse_from = None, None
@@ -340,17 +401,35 @@ def main(argv=None):
                 print(f"[paper_tables] {section_key(table, dataset, protocol)} ...", flush=True)
                 comparison, output_dir, wall, error = run_table(table, dataset, args, protocol, chosen, reuse_from)
                 claims = check_claims(table, comparison, output_dir) if comparison else []
-                sections.append(table_section(table, dataset, comparison, claims, wall, error, args.rows, protocol,
-                                              inherited=chosen is not None, skip=args.skip_rows))
-                summary.append({"table": table["key"], "dataset": dataset, "eval_protocol": protocol or "next_item",
-                                "error": error, "claims": claims, "wall_seconds": wall})
+                key = (table["key"], dataset, protocol)
+                sections[key] = table_section(table, dataset, comparison, claims, wall, error, args.rows, protocol,
+                                              inherited=chosen is not None, skip=args.skip_rows)
+                summary[key] = {"table": table["key"], "dataset": dataset, "eval_protocol": protocol or "next_item",
+                                "error": error, "claims": claims, "wall_seconds": wall}
     finished = datetime.datetime.now(datetime.timezone.utc)
     tuned = min(source_trials, default=0) if args.chosen_from else args.tune
-    lines = ["# The papers' ablation tables, equally tuned", ""]
     budget = argparse.Namespace(**dict(vars(args), tune=tuned))
-    if not run_benchmarks.is_full_budget(budget) or args.rows:
-        lines += [f"**smoke test: not converged/tuned enough to rank models** (budget: {tuned} trials, "
-                  f"{args.repeats} seeds, {args.epochs} epochs at most)", ""]
+    smoke = not run_benchmarks.is_full_budget(budget) or bool(args.rows)
+    for key, entry in summary.items():
+        entry.update(lines=sections[key], command=command, written=f"{started:%Y-%m-%d %H:%M} UTC", smoke=smoke)
+    kept = {key: entry for key, entry in kept.items() if key not in summary}
+    for key, entry in kept.items():
+        if not entry.get("kept"):  # marked once, by the first run that keeps it
+            when = f" ({entry['written']})" if entry.get("written") else ""
+            entry["lines"] = entry["lines"][:1] + [f"- kept from an earlier run (`--keep-sections`): "
+                                                   f"`{entry['command']}`{when}"] + entry["lines"][1:]
+        entry["kept"] = True
+        summary[key] = entry
+        sections[key] = entry["lines"]
+    # the page in the order of TABLES, then of the datasets and protocols each table runs on
+    order = {(t["key"], d, p): (i, j, k) for i, t in enumerate(TABLES) for j, d in enumerate(ANY_DATASET)
+             for k, p in enumerate(t["protocols"])}
+    ordered = sorted(sections, key=lambda key: order.get(key, (len(TABLES), 0, 0)))
+    lines = ["# The papers' ablation tables, equally tuned", ""]
+    if smoke:
+        lines += [f"{SMOKE_BANNER} (budget: {tuned} trials, {args.repeats} seeds, {args.epochs} epochs at most)", ""]
+    elif any(entry.get("smoke") for entry in kept.values()):
+        lines += [f"{SMOKE_BANNER}: a section kept from an earlier run (`--keep-sections`) was a smoke run", ""]
     if args.chosen_from:
         protocol_line = (
             f"- protocol: no row is tuned here. Every row takes the configuration that the tuned comparison of "
@@ -373,19 +452,26 @@ def main(argv=None):
               "- shared setting: " + ", ".join(f"{k}={v}" for k, v in run_benchmarks.shared_overrides(args).items()
                                                if k not in ("show_progress", "state")),
               "- paper orderings: from each paper's table values, or its text where it gives a figure only"]
-    left_out = [t["key"] for t in TABLES if t["key"] not in keys]
+    if kept:
+        lines.append("- sections kept from earlier runs (`--keep-sections`; each names the command that wrote it, "
+                     "and the lines above describe this command's sections only): "
+                     + ", ".join(section_key(next(t for t in TABLES if t["key"] == k[0]), k[1], k[2]) for k in
+                                 (key for key in ordered if key in kept)))
+    shown = {key[0] for key in sections}
+    left_out = [t["key"] for t in TABLES if t["key"] not in shown]
     if left_out:
-        lines.append("- tables this command did not run (`--tables`): " + ", ".join(left_out))
+        lines.append(("- tables neither run nor kept: " if kept else "- tables this command did not run (`--tables`): ")
+                     + ", ".join(left_out))
     lines.append("")
-    for section in sections:
-        lines += section
-    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
-    with open(args.output, "w", encoding="utf-8") as f:
-        f.write("\n".join(lines) + "\n")
+    for key in ordered:
+        lines += sections[key]
     import json
 
-    with open(os.path.splitext(args.output)[0] + ".json", "w", encoding="utf-8") as f:
-        json.dump({"command": command, "tables": summary}, f, indent=2, default=str)
+    # the JSON first: a page is never newer than the sections --keep-sections would read back
+    _write_atomically(os.path.splitext(args.output)[0] + ".json",
+                      json.dumps({"command": command, "tables": [summary[key] for key in ordered]}, indent=2,
+                                 default=str))
+    _write_atomically(args.output, "\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
 

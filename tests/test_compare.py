@@ -643,6 +643,63 @@ def test_paper_tables_skip_rows_are_listed_as_not_run():
     assert any(line.startswith("| w/o A |") and "| failed |" in line for line in lines)
 
 
+def _fake_table_runs(paper_tables, monkeypatch, mean):
+    """Tables that 'run' without training: every row gets test NDCG@10 ``mean``."""
+    def run_table(table, dataset, args, protocol=None, chosen=None, reuse_from=None):
+        labels = ["SASRec"] + [row[0] for row in table["rows"]]
+        models = {label: {"chosen": {}, "fixed": {}, "test": {"ndcg@10": {"mean": mean, "std": 0.0}}}
+                  for label in labels}
+        return {"setting": {"seeds": [2020]}, "test": "Wilcoxon signed-rank test", "models": models}, "", 1.0, None
+
+    monkeypatch.setattr(paper_tables, "run_table", run_table)
+    monkeypatch.setattr(paper_tables, "check_claims", lambda *args, **kwargs: [])
+
+
+def test_paper_tables_keep_the_sections_of_other_datasets(tmp_path, monkeypatch):
+    """A page built over several runs (one dataset, then another) keeps what it does not rerun,
+    names the command of each kept section, and without --keep-sections holds this run only."""
+    paper_tables = _load_paper_tables()
+    output = tmp_path / "PAPER_TABLES.md"
+    common = ["--output", str(output), "--work-dir", str(tmp_path / "work")]
+    _fake_table_runs(paper_tables, monkeypatch, 0.1111)
+    first = ["--tables", "magnn-table3", "--datasets", "synthetic", "--repeats", "1"] + common
+    assert paper_tables.main(first) == 0
+    _fake_table_runs(paper_tables, monkeypatch, 0.2222)
+    second = ["--tables", "hugt-table2", "--datasets", "ml-100k", "--keep-sections"] + common  # the full budget
+    for _ in range(2):  # keeping a kept section marks it once
+        assert paper_tables.main(second) == 0
+        page = output.read_text().splitlines()
+        headings = [line for line in page if line.startswith("## ")]
+        assert headings == ["## HUGT Table 2 (graph heads) on ml-100k",  # the order of TABLES
+                            "## MA-GNN Table 3 (architecture) on synthetic",
+                            "## MA-GNN Table 3 (architecture) on synthetic, eval_protocol magnn"]
+        marks = [line for line in page if line.startswith("- kept from an earlier run")]
+        assert len(marks) == 2 and all("--tables magnn-table3 --datasets synthetic" in m for m in marks)
+        assert page[page.index(headings[1]) + 1] == marks[0]
+        assert any("| 0.1111 ± 0.0000 |" in line for line in page) and any("| 0.2222 ± 0.0000 |" in line for line in page)
+        # this run had the full budget; the kept one did not, and the page says so
+        assert any(line.startswith("**smoke test") and "kept from an earlier run" in line for line in page)
+        assert "qsr-table3" in next(line for line in page if line.startswith("- tables neither run nor kept"))
+    summary = json.loads((tmp_path / "PAPER_TABLES.json").read_text())["tables"]
+    assert [(e["table"], e["dataset"], e["eval_protocol"]) for e in summary] == [
+        ("hugt-table2", "ml-100k", "next_item"), ("magnn-table3", "synthetic", "next_item"),
+        ("magnn-table3", "synthetic", "magnn")]
+    # a page whose JSON predates the sections' lines gives them from its Markdown
+    legacy = json.loads((tmp_path / "PAPER_TABLES.json").read_text())
+    for entry in legacy["tables"]:
+        entry.pop("lines"), entry.pop("written")
+    (tmp_path / "PAPER_TABLES.json").write_text(json.dumps(legacy))
+    kept = paper_tables.earlier_sections(str(output))
+    header = next(line for line in output.read_text().splitlines() if line.startswith("- wall time:"))
+    assert kept[("magnn-table3", "synthetic", None)]["written"] in header  # the date of the page's header
+    assert kept[("magnn-table3", "synthetic", "magnn")]["lines"][0].endswith("on synthetic, eval_protocol magnn")
+    assert not any(line.startswith("## ") for line in kept[("hugt-table2", "ml-100k", None)]["lines"][1:])
+    # without the flag the page is this run's alone
+    assert paper_tables.main(second[:-len(common) - 1] + common) == 0
+    assert [line for line in output.read_text().splitlines() if line.startswith("## ")] == [
+        "## HUGT Table 2 (graph heads) on ml-100k"]
+
+
 def test_paper_tables_refuse_a_tuned_comparison_of_another_setting(tmp_path):
     paper_tables = _load_paper_tables()
     _fake_tuned_comparison(tmp_path / "results", hidden_size=64)
