@@ -467,7 +467,7 @@ def main(argv=None):
         lines += sections[key]
     import json
 
-    # the JSON first: a page is never newer than the sections --keep-sections would read back
+    # the JSON first: it holds every section's lines, which --keep-sections reads back
     _write_atomically(os.path.splitext(args.output)[0] + ".json",
                       json.dumps({"command": command, "tables": [summary[key] for key in ordered]}, indent=2,
                                  default=str))
