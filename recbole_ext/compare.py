@@ -505,9 +505,27 @@ def describe_space(params):
     return described
 
 
+def same_trial_values(a, b, rel_tol=1e-9):
+    """True when two trials' values are the same up to float rounding: hyperopt draws a
+    ``loguniform`` value through numpy's ``exp``, whose last bit depends on the SIMD path the CPU
+    takes (seen here, same seed: 0.0062925257897992705 on one machine, 0.006292525789799271 on
+    one without AVX-512)."""
+    if set(a) != set(b):
+        return False
+    for key, x in a.items():
+        y = b[key]
+        if isinstance(x, float) and isinstance(y, float):
+            if not math.isclose(x, y, rel_tol=rel_tol, abs_tol=0.0):
+                return False
+        elif not _same(x, y):
+            return False
+    return True
+
+
 class CachedTrialObjective:
     """RecBole's tuning objective for one entry, training and validating only; each finished
-    trial is a record ``<folder>/<digest of its values>.json`` that a rerun reads back."""
+    trial is a record ``<folder>/<digest of its values>.json`` that a rerun reads back, found by
+    its values up to float rounding (:func:`same_trial_values`) when another machine made it."""
 
     def __init__(self, entry, dataset, fixed_config, config_files, folder, setting_id):
         from recbole_ext.tuning import TuningObjective
@@ -522,6 +540,8 @@ class CachedTrialObjective:
         params = dict(config_dict or {})
         key = hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode("utf-8")).hexdigest()[:16]
         path = os.path.join(self.folder, f"{key}.json")
+        if not os.path.isfile(path):
+            path = self._recorded_as(params) or path
         if os.path.isfile(path):
             with open(path, encoding="utf-8") as f:
                 record = json.load(f)
@@ -544,6 +564,25 @@ class CachedTrialObjective:
             write_json_atomically(path, record)
         self.trials.append(record)
         return dict(record, test_result=None)
+
+    def _recorded_as(self, params):
+        """The record of these values made under another float rounding, or None."""
+        for name in sorted(os.listdir(self.folder)):
+            if not name.endswith(".json"):
+                continue
+            with open(os.path.join(self.folder, name), encoding="utf-8") as f:
+                record = json.load(f)
+            if same_trial_values(record.get("params") or {}, params):
+                return os.path.join(self.folder, name)
+        return None
+
+    def recorded_values(self, params):
+        """The values as the record of this trial holds them, so that the chosen configuration
+        (and the seed runs that check it) do not depend on the machine that resumes."""
+        for record in self.trials:
+            if same_trial_values(record["params"], params):
+                return dict(record["params"])
+        return dict(params)
 
 
 class _SeededHyperopt:
@@ -585,7 +624,7 @@ def tune_entry(entry, dataset, config_files, fixed_config, trials, output_dir, s
     tuner = make_hyper_tuning(objective, effective, algo, max_evals=trials, early_stop=trials, config_files=config_files)
     with _SeededHyperopt(fixed_config["seed"]):
         tuner.run()
-    chosen = {k: _plain_value(v) for k, v in tuner.best_params.items()}
+    chosen = objective.recorded_values({k: _plain_value(v) for k, v in tuner.best_params.items()})
     summary["trials"] = [{"params": t["params"], "valid_score": t["best_valid_score"]} for t in objective.trials]
     summary["algo"] = algo
     return chosen, summary

@@ -2,6 +2,7 @@
 
 import csv
 import json
+import math
 import os
 
 import numpy as np
@@ -499,6 +500,30 @@ def test_tuned_comparison_with_seeds_and_paired_tests_writes_json_and_resumes(tm
     out = capsys.readouterr().out
     assert "[compare] training" not in out and out.count("[compare] skipped") == 8  # 4 trials, 4 runs
     assert json.load(open(os.path.join(output_dir, "comparison.json")))["models"] == result["models"]
+
+    # records made on a CPU whose exp rounds the drawn learning rates one bit apart still resume
+    nudged = {}
+    for label in ("SASRec", "GRU4Rec"):
+        folder = os.path.join(output_dir, "trials", label)
+        for file in [f for f in os.listdir(folder) if f.endswith(".json")]:
+            record = json.load(open(os.path.join(folder, file)))
+            record["params"]["learning_rate"] = math.nextafter(record["params"]["learning_rate"], 1.0)
+            os.remove(os.path.join(folder, file))
+            with open(os.path.join(folder, f"other-cpu-{file}"), "w") as f:
+                json.dump(record, f)
+        nudged[label] = math.nextafter(result["models"][label]["chosen"]["learning_rate"], 1.0)
+        for seed in (2020, 2021):
+            path = os.path.join(output_dir, "runs", f"{label}-seed{seed}.json")
+            record = json.load(open(path))
+            record["chosen"]["learning_rate"] = nudged[label]
+            json.dump(record, open(path, "w"))
+    capsys.readouterr()
+    assert cli_main(argv) == 0
+    out = capsys.readouterr().out
+    assert "[compare] training" not in out and out.count("[compare] skipped") == 8
+    for label in ("SASRec", "GRU4Rec"):  # the chosen value is the recorded one, not this machine's
+        assert json.load(open(os.path.join(output_dir, "comparison.json")))["models"][label]["chosen"]["learning_rate"] == nudged[label]
+        assert len(os.listdir(os.path.join(output_dir, "trials", label))) == 3  # two trials and the space
 
 
 def test_same_seed_reproduces_the_per_user_values(tmp_path):
