@@ -272,21 +272,20 @@ def estimate_full_seconds(comparison, records, measured_tune, measured_repeats):
 
 
 def machine_description():
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
-        cpu = names[0] if names else cpu
-    except OSError:
-        pass
-    memory = "unknown"
-    try:
-        with open("/proc/meminfo", encoding="utf-8") as f:
-            kib = next(int(line.split()[1]) for line in f if line.startswith("MemTotal"))
-        memory = f"{kib / 1024 ** 2:.1f} GiB"
-    except (OSError, StopIteration):
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "memory": memory, "os": platform.platform()}
+    from recbole_ext.compare import machine_description as describe
+
+    return describe()
+
+
+def record_machines(found):
+    """``{machine: number of records}`` over the trial and run records ``found`` (``run_records``);
+    records older than the field count as ``"not recorded"``."""
+    counts = {}
+    for kind in ("trials", "runs"):
+        for record in found.get(kind, []):
+            name = record.get("machine") or "not recorded"
+            counts[name] = counts.get(name, 0) + 1
+    return counts
 
 
 def versions():
@@ -477,7 +476,7 @@ def _short(value):
 
 
 def render_page(sections, args, command, started, finished, loads, estimate, found=None, compute_seconds=None,
-                span=None):
+                span=None, machines=None):
     machine, found = machine_description(), found or versions()
     lines = ["# Benchmark results", ""]
     if not is_full_budget(args):
@@ -514,6 +513,12 @@ def render_page(sections, args, command, started, finished, loads, estimate, fou
         )
     lines += [
         f"- machine: {machine['cpu']}, {machine['cores']} cores, {machine['memory']} RAM, {machine['os']}",
+    ]
+    if machines:  # a resumed run's records may come from other machines than the one writing the page
+        counts = "; ".join(f"{name} ({count})" for name, count in sorted(machines.items(), key=lambda kv: (-kv[1], kv[0])))
+        mixed = "; s/epoch and wall times compare only between records of one machine" if len(machines) > 1 else ""
+        lines.append(f"- machines that timed the trial and run records (number of records): {counts}{mixed}")
+    lines += [
         f"- load average (1, 5, 15 min) at the start: {loads[0]}; at the end: {loads[1]}"
         " (other work on the machine slows every timing)",
         f"- device: {'GPU if available' if args.gpu else 'CPU'}",
@@ -599,7 +604,7 @@ def main(argv=None):
     started = datetime.datetime.now(datetime.timezone.utc)
     load_at_start = load_average()
     found = versions()  # before this run writes its own files into the checkout
-    sections, everything, estimate, compute_seconds, spans = [], {}, 0.0, 0.0, []
+    sections, everything, estimate, compute_seconds, spans, machines = [], {}, 0.0, 0.0, [], {}
     for dataset in datasets:
         print(f"[bench] {dataset}: {', '.join(models)} ...", flush=True)
         comparison, failures, wall, output_dir = run_dataset(models, dataset, args)
@@ -611,6 +616,8 @@ def main(argv=None):
         records = run_records(output_dir)
         compute_seconds += sum(r.get("wall_seconds", 0.0) for kind in ("runs", "trials") for r in records[kind])
         spans.append(records["written"])
+        for name, count in record_machines(records).items():
+            machines[name] = machines.get(name, 0) + count
         estimate += estimate_full_seconds(comparison, records, args.tune, args.repeats) or 0.0
         sections.append(dataset_section(dataset, models, comparison, failures, split, wall, set(EXTENSION_MODELS), plots,
                                         records, args.epochs))
@@ -621,7 +628,7 @@ def main(argv=None):
     span = (min(a for a, _ in spans), max(b for _, b in spans)) if spans else None
     page = render_page(
         sections, args, command, started, finished, (load_at_start, load_average()), estimate, found, compute_seconds,
-        span,
+        span, machines,
     )
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
     with open(args.output, "w", encoding="utf-8") as f:

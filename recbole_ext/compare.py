@@ -43,6 +43,7 @@ import inspect
 import json
 import math
 import os
+import platform
 import statistics
 import sys
 import time
@@ -297,6 +298,31 @@ def _as_json(values):
     return json.loads(json.dumps(values, sort_keys=True, default=str))
 
 
+def machine_description():
+    """The CPU, cores, memory and OS of this machine: a record's timings hold on it only."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+        cpu = names[0] if names else cpu
+    except OSError:
+        pass
+    memory = "unknown"
+    try:
+        with open("/proc/meminfo", encoding="utf-8") as f:
+            kib = next(int(line.split()[1]) for line in f if line.startswith("MemTotal"))
+        memory = f"{kib / 1024 ** 2:.1f} GiB"
+    except (OSError, StopIteration):
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "memory": memory, "os": platform.platform()}
+
+
+def machine_label():
+    """What a trial or run record names as the machine it was timed on."""
+    machine = machine_description()
+    return f"{machine['cpu']}, {machine['cores']} cores"
+
+
 #: Config keys that say where a run's files live, not what it computes.
 LOCATION_KEYS = ("data_path", "checkpoint_dir")
 
@@ -373,6 +399,7 @@ def run_one(model, dataset, config_files, config_dict, record_file, setting_id, 
         read_command_line=False,
     )
     record["wall_seconds"] = time.time() - started
+    record["machine"] = machine_label()
     record["seed"] = config_dict["seed"]
     record["setting_digest"] = setting_id
     record["chosen"] = chosen
@@ -559,6 +586,7 @@ class CachedTrialObjective:
                 "valid_score_bigger": bool(result["valid_score_bigger"]),
                 "best_valid_result": {k: float(v) for k, v in (result["best_valid_result"] or {}).items()},
                 "wall_seconds": time.time() - started,
+                "machine": machine_label(),
                 "setting_digest": self.setting_id,
             }
             write_json_atomically(path, record)

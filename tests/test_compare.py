@@ -269,6 +269,8 @@ def test_benchmark_script_writes_its_page_through_the_tuned_protocol(tmp_path):
     assert "--models SASRec,GRU4Rec --datasets synthetic --tune 1 --repeats 1 --epochs 1" in page  # the command
     assert "- wall time:" in page and "estimated wall time of the full budget" in page and "recbole 1.2.1" in page
     assert "training time in the records" in page and "- records written from " in page
+    # every trial and run names the machine that timed it; one machine, so no warning
+    assert f"- machines that timed the trial and run records (number of records): {compare.machine_label()} (4)\n" in page
     left_out = next(line for line in page.splitlines() if line.startswith("- models of the default list"))
     assert "QuerySeqRec" in left_out and "BERT4Rec" in left_out and "GRU4Rec" not in left_out
     result = json.loads((tmp_path / "page" / "RESULTS.json").read_text())
@@ -286,6 +288,20 @@ def test_benchmark_script_writes_its_page_through_the_tuned_protocol(tmp_path):
     for name in ("RESULTS_synthetic_ndcg10.png", "RESULTS_synthetic_quality_vs_speed.png"):
         assert f"]({name})" in page
         assert (tmp_path / "page" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_records_timed_on_other_machines_are_counted_and_the_page_says_timings_do_not_compare():
+    import datetime
+
+    bench = _load_benchmark_script()
+    found = {"trials": [{"machine": "CPU A, 2 cores"}, {}], "runs": [{"machine": "CPU B, 2 cores"}, {"machine": "CPU A, 2 cores"}]}
+    machines = bench.record_machines(found)
+    assert machines == {"CPU A, 2 cores": 2, "not recorded": 1, "CPU B, 2 cores": 1}
+    now = datetime.datetime.now(datetime.timezone.utc)
+    page = bench.render_page([], bench.build_parser().parse_args([]), "cmd", now, now, ("0", "0"), None, {}, None, None,
+                             machines)
+    assert ("- machines that timed the trial and run records (number of records): CPU A, 2 cores (2); CPU B, 2 cores (1); "
+            "not recorded (1); s/epoch and wall times compare only between records of one machine") in page
 
 
 def test_a_failing_model_becomes_a_row_and_a_full_budget_is_not_called_a_smoke_test():
