@@ -300,11 +300,14 @@ def _as_json(values):
 
 def machine_description():
     """The CPU, cores, memory and OS of this machine: a record's timings hold on it only."""
-    cpu = platform.processor() or platform.machine()
+    cpu, avx512 = platform.processor() or platform.machine(), None
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
-            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+            lines = f.read().splitlines()
+        names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
         cpu = names[0] if names else cpu
+        flags = next((line.split(":", 1)[1].split() for line in lines if line.startswith("flags")), None)
+        avx512 = None if flags is None else "avx512f" in flags
     except OSError:
         pass
     memory = "unknown"
@@ -314,13 +317,15 @@ def machine_description():
         memory = f"{kib / 1024 ** 2:.1f} GiB"
     except (OSError, StopIteration):
         pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "memory": memory, "os": platform.platform()}
+    return {"cpu": cpu, "cores": os.cpu_count(), "memory": memory, "os": platform.platform(), "avx512": avx512}
 
 
 def machine_label():
-    """What a trial or run record names as the machine it was timed on."""
+    """What a trial or run record names as the machine it was timed on; AVX-512 or not, since the
+    kernels numpy and torch pick (and so timings and last bits) depend on it."""
     machine = machine_description()
-    return f"{machine['cpu']}, {machine['cores']} cores"
+    simd = {True: ", AVX-512", False: ", no AVX-512", None: ""}[machine["avx512"]]
+    return f"{machine['cpu']}, {machine['cores']} cores{simd}"
 
 
 #: Config keys that say where a run's files live, not what it computes.
