@@ -280,12 +280,9 @@ def machine_description():
 def record_machines(found):
     """``{machine: number of records}`` over the trial and run records ``found`` (``run_records``);
     records older than the field count as ``"not recorded"``."""
-    counts = {}
-    for kind in ("trials", "runs"):
-        for record in found.get(kind, []):
-            name = record.get("machine") or "not recorded"
-            counts[name] = counts.get(name, 0) + 1
-    return counts
+    from recbole_ext.compare import record_machine_counts
+
+    return record_machine_counts(found.get("trials", []) + found.get("runs", []))
 
 
 def versions():
@@ -391,6 +388,28 @@ def epochs_by_model(records):
     return found
 
 
+def machines_by_model(records):
+    """``{model: [machine of each seed run]}``; records older than the field say ``"not recorded"``."""
+    found = {}
+    for record in records.get("runs", []):
+        found.setdefault(record.get("model"), []).append(record.get("machine") or "not recorded")
+    return found
+
+
+def machine_tags(machines):
+    """``{machine: "m1", ...}`` when the seed runs of a section come from more than one machine
+    (their s/epoch then compare only between rows of one tag), else ``{}``."""
+    names = sorted({name for found in machines.values() for name in found})
+    return {name: f"m{i + 1}" for i, name in enumerate(names)} if len(names) > 1 else {}
+
+
+def _seconds_text(seconds, machines, tags):
+    text = _fmt(seconds, 2)
+    if tags and machines:
+        text += " [" + "+".join(sorted({tags[name] for name in machines})) + "]"
+    return text
+
+
 def _epochs_text(epochs, cap):
     epochs = [e for e in epochs or [] if e is not None]
     if not epochs:
@@ -420,6 +439,8 @@ def dataset_section(dataset, models, comparison, failures, split, wall, extensio
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     epochs = epochs_by_model(records or {})
+    machines = machines_by_model(records or {})
+    tags = machine_tags(machines)
     results = (comparison or {}).get("models", {})
     for label in models:
         kind = "extension" if label in extension_models else "RecBole"
@@ -431,12 +452,17 @@ def dataset_section(dataset, models, comparison, failures, split, wall, extensio
         lines.append(
             f"| {label} | {kind} | {_mean_std_text(row['test'].get('ndcg@10'))} | "
             f"{_change_text(row['test'].get('ndcg@10'))} | {_mean_std_text(row['test'].get('hit@10'))} | "
-            f"{_mean_std_text(row['valid'].get('ndcg@10'))} | {_fmt(row.get('seconds_per_epoch'), 2)} | "
+            f"{_mean_std_text(row['valid'].get('ndcg@10'))} | "
+            f"{_seconds_text(row.get('seconds_per_epoch'), machines.get(row.get('model') or label), tags)} | "
             f"{_epochs_text(epochs.get(row.get('model') or label), epoch_cap or 0)} | "
             f"{row.get('num_parameters') or 0:,} | {status} |"
         )
     lines += ["", f"epochs (at cap): mean epochs each seed's run trained before early stopping (patience on "
               "validation), and how many runs reached the epoch cap instead (those may not have converged).", ""]
+    if tags:
+        legend = "; ".join(f"{tag} = {name}" for name, tag in tags.items())
+        lines += [f"s/epoch [tag]: the machine(s) that timed the row's seed runs ({legend}); s/epoch compare "
+                  "only between rows of one tag, a row tagged with several mixes machines.", ""]
     lines += claims_lines(models, comparison)
     tuned = {label: results[label] for label in models if "searched" in results.get(label, {})}
     if tuned:
@@ -580,7 +606,9 @@ def write_plots(dataset, models, comparison, output):
     axes.set_xscale("log")
     axes.set_xlabel("seconds per training epoch (log)")
     axes.set_ylabel("test NDCG@10")
-    axes.set_title(f"{dataset}: quality against training time", fontsize=9)
+    machines = {name for m in models for name in (comparison["models"].get(m) or {}).get("machines", {})}
+    mixed = f" (timed on {len(machines)} machines: see the table's tags)" if len(machines) > 1 else ""
+    axes.set_title(f"{dataset}: quality against training time{mixed}", fontsize=9)
     figure.tight_layout()
     paths.append(("quality against seconds per epoch", f"{stem}_{dataset}_quality_vs_speed.png"))
     figure.savefig(paths[-1][1], dpi=120)

@@ -320,6 +320,16 @@ def machine_description():
     return {"cpu": cpu, "cores": os.cpu_count(), "memory": memory, "os": platform.platform(), "avx512": avx512}
 
 
+def record_machine_counts(records):
+    """``{machine: number of records}``; records made before records named their machine count
+    as ``"not recorded"``."""
+    counts = {}
+    for record in records:
+        name = record.get("machine") or "not recorded"
+        counts[name] = counts.get(name, 0) + 1
+    return counts
+
+
 def machine_label():
     """What a trial or run record names as the machine it was timed on; AVX-512 or not, since the
     kernels numpy and torch pick (and so timings and last bits) depend on it."""
@@ -738,7 +748,8 @@ def summarise(records_by_model, baseline, significance_by_model=None):
         for split, key in (("valid", "best_valid_result"), ("test", "test_result")):
             for name in metric_names:
                 row[f"{split} {name}"] = _mean_std([r[key].get(name) for r in records])
-        row["s/epoch"] = _mean_std([r.get("seconds_per_epoch") for r in records])
+        # a third field: how many machines timed the seeds (their mean then mixes CPUs)
+        row["s/epoch"] = _mean_std([r.get("seconds_per_epoch") for r in records]) + (len(record_machine_counts(records)),)
         row["parameters"] = (records[0]["num_parameters"], None) if records else (None, None)
         rows[model] = row
     base_row = rows.get(baseline)
@@ -781,7 +792,10 @@ def _format_cell(column, cell):
             text += f" p={p_value:.2g}" + (" *" if p_value < SIGNIFICANCE_LEVEL else "")
         return text
     digits = 2 if column == "s/epoch" else 4
-    return f"{value:.{digits}f}" + (f" ± {std:.{digits}f}" if std is not None else "")
+    text = f"{value:.{digits}f}" + (f" ± {std:.{digits}f}" if std is not None else "")
+    if column == "s/epoch" and len(cell) > 2 and cell[2] > 1:
+        text += f" ({cell[2]} machines)"
+    return text
 
 
 def _best_models(rows, columns):
@@ -972,6 +986,7 @@ def comparison_json(entries, records_by_label, chosen_by_label, tuning, sig, bas
             "test": {},
             "valid": {},
             "seconds_per_epoch": stats.mean_std([r.get("seconds_per_epoch") for r in records])[0],
+            "machines": record_machine_counts(records),
             "num_parameters": records[0].get("num_parameters"),
         }
         if entry.label in tuning:

@@ -302,6 +302,25 @@ def test_records_timed_on_other_machines_are_counted_and_the_page_says_timings_d
                              machines)
     assert ("- machines that timed the trial and run records (number of records): CPU A, 2 cores (2); CPU B, 2 cores (1); "
             "not recorded (1); s/epoch and wall times compare only between records of one machine") in page
+    # each row's s/epoch names the machine(s) that timed its seed runs once a section mixes machines
+    comparison = {
+        "baseline": "SASRec", "test": "Wilcoxon signed-rank test",
+        "setting": {"split": {}, "order": "TO", "group_by": "user", "eval_mode": "full", "seeds": [1, 2]},
+        "models": {m: {"test": {}, "valid": {}, "seconds_per_epoch": 2.0, "num_parameters": 1, "chosen": {}, "seeds": [1, 2]}
+                   for m in ("SASRec", "HUGT")},
+    }
+    runs = [{"model": "SASRec", "machine": "CPU A, 2 cores"}, {"model": "SASRec", "machine": "CPU A, 2 cores"},
+            {"model": "HUGT", "machine": "CPU A, 2 cores"}, {"model": "HUGT"}]
+    lines = "\n".join(bench.dataset_section("x", ["SASRec", "HUGT"], comparison, {}, {}, 1.0, set(), [], {"runs": runs}, 9))
+    assert "| SASRec | RecBole | - | - | - | - | 2.00 [m1] |" in lines and "| HUGT | RecBole | - | - | - | - | 2.00 [m1+m2] |" in lines
+    assert "(m1 = CPU A, 2 cores; m2 = not recorded)" in lines
+    lines = "\n".join(bench.dataset_section("x", ["SASRec"], comparison, {}, {}, 1.0, set(), [], {"runs": runs[:2]}, 9))
+    assert "| 2.00 |" in lines and "[m1]" not in lines  # one machine: no tags
+    # the comparison's own table and JSON say so too
+    records = {"SASRec": [dict(_record("SASRec", 1, 0.1, 2.0), machine="CPU A"), dict(_record("SASRec", 2, 0.1, 4.0), machine="CPU B")]}
+    metric_names, rows = compare.summarise(records, baseline="SASRec")
+    assert "| 3.00 ± 1.41 (2 machines) |" in compare.render_markdown(compare.table_columns(metric_names, "SASRec"), rows, [])
+    assert compare.record_machine_counts(records["SASRec"] + [{}]) == {"CPU A": 1, "CPU B": 1, "not recorded": 1}
 
 
 def test_a_failing_model_becomes_a_row_and_a_full_budget_is_not_called_a_smoke_test():
