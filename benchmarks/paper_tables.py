@@ -363,6 +363,39 @@ def table_section(table, dataset, comparison, claims, wall, error, rows=None, pr
     return lines + [""]
 
 
+def shared_setting(args):
+    """The settings every row of a section shares (``run_benchmarks.shared_overrides`` less the
+    logging keys), as JSON would give them back."""
+    import json
+
+    found = run_benchmarks.shared_overrides(args)
+    return json.loads(json.dumps({k: v for k, v in found.items() if k not in ("show_progress", "state")},
+                                 default=str))
+
+
+def setting_of_section(entry):
+    """A kept section's shared setting: recorded with it, or (sections written before they
+    recorded it) read back from the command that wrote it; None when neither gives one."""
+    if entry.get("shared_setting") is not None:
+        return entry["shared_setting"]
+    tokens = shlex.split(entry.get("command") or "")
+    if tokens[1:2] != ["benchmarks/paper_tables.py"]:
+        return None
+    args, _ = build_parser().parse_known_args(tokens[2:])
+    return shared_setting(args)
+
+
+def setting_difference_line(theirs, ours):
+    """One line when a kept section's shared setting is not this command's, else None."""
+    if theirs is None:
+        return "- its shared setting is not recorded: compare it with the sections above with care"
+    differ = [key for key in sorted(set(theirs) | set(ours)) if theirs.get(key) != ours.get(key)]
+    if not differ:
+        return None
+    return ("- its shared setting differs from this command's: "
+            + ", ".join(f"{key}={theirs.get(key)!r} (here {ours.get(key)!r})" for key in differ))
+
+
 def _write_atomically(path, text):
     """A temporary name, then a rename: an interrupted run leaves the earlier page whole."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
@@ -410,8 +443,10 @@ def main(argv=None):
     tuned = min(source_trials, default=0) if args.chosen_from else args.tune
     budget = argparse.Namespace(**dict(vars(args), tune=tuned))
     smoke = not run_benchmarks.is_full_budget(budget) or bool(args.rows)
+    ours = shared_setting(args)
     for key, entry in summary.items():
-        entry.update(lines=sections[key], command=command, written=f"{started:%Y-%m-%d %H:%M} UTC", smoke=smoke)
+        entry.update(lines=sections[key], command=command, written=f"{started:%Y-%m-%d %H:%M} UTC", smoke=smoke,
+                     shared_setting=ours)
     kept = {key: entry for key, entry in kept.items() if key not in summary}
     for key, entry in kept.items():
         if not entry.get("kept"):  # marked once, by the first run that keeps it
@@ -420,7 +455,9 @@ def main(argv=None):
                                                    f"`{entry['command']}`{when}"] + entry["lines"][1:]
         entry["kept"] = True
         summary[key] = entry
-        sections[key] = entry["lines"]
+        # judged against each command that keeps it, so the note is on the page, not in the stored lines
+        difference = setting_difference_line(setting_of_section(entry), ours)
+        sections[key] = entry["lines"][:2] + [difference] + entry["lines"][2:] if difference else entry["lines"]
     # the page in the order of TABLES, then of the datasets and protocols each table runs on
     order = {(t["key"], d, p): (i, j, k) for i, t in enumerate(TABLES) for j, d in enumerate(ANY_DATASET)
              for k, p in enumerate(t["protocols"])}
@@ -449,8 +486,7 @@ def main(argv=None):
               f"- command: `{command}`",
               f"- wall time: {(finished - started).total_seconds() / 60:.1f} min ({started:%Y-%m-%d %H:%M} UTC)",
               protocol_line,
-              "- shared setting: " + ", ".join(f"{k}={v}" for k, v in run_benchmarks.shared_overrides(args).items()
-                                               if k not in ("show_progress", "state")),
+              "- shared setting: " + ", ".join(f"{k}={v}" for k, v in ours.items()),
               "- paper orderings: from each paper's table values, or its text where it gives a figure only"]
     if kept:
         lines.append("- sections kept from earlier runs (`--keep-sections`; each names the command that wrote it, "

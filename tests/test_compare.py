@@ -744,14 +744,29 @@ def test_paper_tables_keep_the_sections_of_other_datasets(tmp_path, monkeypatch)
     assert [(e["table"], e["dataset"], e["eval_protocol"]) for e in summary] == [
         ("hugt-table2", "ml-100k", "next_item"), ("magnn-table3", "synthetic", "next_item"),
         ("magnn-table3", "synthetic", "magnn")]
+    assert not any("shared setting differs" in line for line in page)  # both runs shared one setting
+    # a section kept under another shared setting says which keys differ (on the page, not in its lines)
+    assert paper_tables.main(second + ["--epochs", "3"]) == 0
+    page = output.read_text().splitlines()
+    default_epochs = paper_tables.build_parser().parse_args([]).epochs
+    notes = [line for line in page if line.startswith("- its shared setting differs")]
+    assert notes == [f"- its shared setting differs from this command's: epochs={default_epochs} (here 3)"] * 2
+    assert page[page.index("## MA-GNN Table 3 (architecture) on synthetic") + 2] == notes[0]
+    assert not any("differs" in line for e in json.loads((tmp_path / "PAPER_TABLES.json").read_text())["tables"]
+                   for line in e["lines"])
     # a page whose JSON predates the sections' lines gives them from its Markdown
     legacy = json.loads((tmp_path / "PAPER_TABLES.json").read_text())
+    recorded = legacy["tables"][1]["shared_setting"]
     for entry in legacy["tables"]:
-        entry.pop("lines"), entry.pop("written")
+        entry.pop("lines"), entry.pop("written"), entry.pop("shared_setting")
     (tmp_path / "PAPER_TABLES.json").write_text(json.dumps(legacy))
     kept = paper_tables.earlier_sections(str(output))
     header = next(line for line in output.read_text().splitlines() if line.startswith("- wall time:"))
     assert kept[("magnn-table3", "synthetic", None)]["written"] in header  # the date of the page's header
+    # and their shared setting from the command that wrote them
+    assert paper_tables.setting_of_section(kept[("magnn-table3", "synthetic", None)]) == recorded
+    assert paper_tables.setting_of_section({"command": "python other.py"}) is None
+    assert "not recorded" in paper_tables.setting_difference_line(None, recorded)
     assert kept[("magnn-table3", "synthetic", "magnn")]["lines"][0].endswith("on synthetic, eval_protocol magnn")
     assert not any(line.startswith("## ") for line in kept[("hugt-table2", "ml-100k", None)]["lines"][1:])
     # without the flag the page is this run's alone
