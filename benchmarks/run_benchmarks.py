@@ -250,7 +250,8 @@ def run_records(output_dir):
 def estimate_full_seconds(comparison, records, measured_tune, measured_repeats):
     """Upper bound of the full budget's wall time on this machine: for every model, the
     full number of trials and seeds, each run to the full epoch cap at the measured s/epoch,
-    plus the measured per-run overhead (data preparation, evaluation)."""
+    plus the measured per-run overhead (data preparation, evaluation). The first seed's run is the
+    chosen trial's (tested, not trained again), so a model costs trials + seeds - 1 trainings."""
     if not comparison:
         return None
     total = 0.0
@@ -262,8 +263,9 @@ def estimate_full_seconds(comparison, records, measured_tune, measured_repeats):
         runs = runs_by_model.get(model.get("model") or label, [])
         if not spe or not runs:
             continue
-        overhead = _mean([max(0.0, r["wall_seconds"] - r["epochs_trained"] * r["seconds_per_epoch"]) for r in runs])
-        total += (FULL_BUDGET["tune"] + FULL_BUDGET["repeats"]) * (overhead + FULL_BUDGET["epochs"] * spe)
+        trainings = [r for r in runs if not r.get("trained_as_trial")] or runs
+        overhead = _mean([max(0.0, r["wall_seconds"] - r["epochs_trained"] * r["seconds_per_epoch"]) for r in trainings])
+        total += (FULL_BUDGET["tune"] + FULL_BUDGET["repeats"] - 1) * (overhead + FULL_BUDGET["epochs"] * spe)
     return total
 
 

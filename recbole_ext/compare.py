@@ -25,6 +25,10 @@ Tuned comparison (``--tune=N``): every entry gets the same N trials of RecBole's
 train and validate only (RecBole's early stopping on ``valid_metric``, one shared ``epochs`` cap);
 the trial with the best validation score is chosen and only that configuration is tested, on every
 seed of ``--repeats``. Each finished trial is a record under ``trials/``, so a rerun skips it.
+The trials run with the first seed, so the chosen trial is that seed's run: when this process
+trained it, its best-validation checkpoint is tested instead of training the same run again (one
+training fewer per model; the record says ``trained_as_trial``, and a resumed comparison whose
+trials were read back from records trains that run).
 
 Significance: every run also stores the per-user test values of its top-k metrics (RecBole's own
 ``metric_info``, the arrays RecBole averages) as ``runs/<entry>-seed<s>.npz``. Against
@@ -44,6 +48,7 @@ import json
 import math
 import os
 import platform
+import shutil
 import statistics
 import sys
 import time
@@ -364,20 +369,28 @@ def equal_run_record(model, dataset, config_files, config_dict, record_file, reu
             continue
         if wanted is None:
             wanted = _plain(make_config(model, dataset, config_files, dict(config_dict)).final_config_dict)
-        theirs = record.get("config") or {}
-        keys = (set(wanted) | set(theirs)) - set(LOCATION_KEYS)
-        if all(_same(wanted.get(key), theirs.get(key)) for key in keys):
+        if same_resolved_config(wanted, record.get("config") or {}):
             return path, record
     return None
 
 
+def same_resolved_config(ours, theirs):
+    """True when two runs' resolved configurations (seed included) agree on every key but
+    :data:`LOCATION_KEYS`: the same training."""
+    keys = (set(ours) | set(theirs)) - set(LOCATION_KEYS)
+    return all(_same(ours.get(key), theirs.get(key)) for key in keys)
+
+
 def run_one(model, dataset, config_files, config_dict, record_file, setting_id, chosen=None, label=None,
-            reuse=None):
+            reuse=None, trained=None):
     """Train and test one (entry, seed) unless its record exists; return the record. The per-user
     test values land beside the record (``.npz``) before the record itself, so a record means done.
     ``reuse``: ``(runs folder, setting digest)`` of another comparison whose record of the very same
-    run (:func:`equal_run_record`) is copied instead of training it again."""
+    run (:func:`equal_run_record`) is copied instead of training it again. ``trained``: the run
+    record of a training this process made (the chosen trial, :func:`tune_entry`); when its resolved
+    configuration is this run's, its checkpoint is tested instead of training again."""
     from recbole_ext.quick_start import run_single, write_json_atomically
+    from recbole_ext.trainer import _plain
 
     chosen = dict(chosen or {})
     if os.path.isfile(record_file):
@@ -407,20 +420,37 @@ def run_one(model, dataset, config_files, config_dict, record_file, setting_id, 
                       reused_from=os.path.abspath(source))
         write_json_atomically(record_file, record)
         return record
-    print(f"[compare] training {label or model} seed {config_dict['seed']}", flush=True)
     started = time.time()
+    if trained and same_resolved_config(
+        _plain(make_config(model, dataset, config_files, dict(config_dict, **chosen)).final_config_dict), trained["config"]
+    ):
+        print(f"[compare] testing {label or model} seed {config_dict['seed']}: the chosen trial is this very run", flush=True)
+        values, test_result = test_checkpoint(trained["checkpoint"])
+        # wall_seconds: this step's (testing); the training's is the trial record's
+        record = dict(trained, test_result={k: float(v) for k, v in test_result.items()}, trained_as_trial=True)
+        record["wall_seconds"] = time.time() - started
+        return _finish_run(record, values, record_file, setting_id, chosen, config_dict)
+    print(f"[compare] training {label or model} seed {config_dict['seed']}", flush=True)
     record = run_single(
         model, dataset, config_file_list=config_files, config_dict=dict(config_dict, **chosen), saved=True,
         read_command_line=False,
     )
     record["wall_seconds"] = time.time() - started
+    values = per_user_test_values(record["checkpoint"]) if record.get("checkpoint") else None
+    return _finish_run(record, values, record_file, setting_id, chosen, config_dict)
+
+
+def _finish_run(record, per_user, record_file, setting_id, chosen, config_dict):
+    """Stamp a finished run and write its per-user values, then its record (a record means done)."""
+    from recbole_ext.quick_start import write_json_atomically
+
     record["machine"] = machine_label()
     record["seed"] = config_dict["seed"]
     record["setting_digest"] = setting_id
     record["chosen"] = chosen
     record["requested"] = _as_json(config_dict)
-    if record.get("checkpoint"):
-        save_per_user(per_user_file(record_file), per_user_test_values(record["checkpoint"]))
+    if per_user is not None:
+        save_per_user(per_user_file(record_file), per_user)
     write_json_atomically(record_file, record)
     return record
 
@@ -494,14 +524,19 @@ def evaluate_per_user(trainer, eval_data):
     return values, result
 
 
-def per_user_test_values(checkpoint):
-    """Reload a run's best-validation checkpoint and return its per-user test values."""
+def test_checkpoint(checkpoint):
+    """Reload a run's best-validation checkpoint and test it: ``(per-user test values, RecBole's
+    test result)``."""
     from recbole_ext.quick_start import load_data_and_model
 
     config, model, _, _, _, test_data = load_data_and_model(checkpoint)
     trainer = registry.get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
-    values, _ = evaluate_per_user(trainer, test_data)
-    return values
+    return evaluate_per_user(trainer, test_data)
+
+
+def per_user_test_values(checkpoint):
+    """Reload a run's best-validation checkpoint and return its per-user test values."""
+    return test_checkpoint(checkpoint)[0]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -567,7 +602,12 @@ def same_trial_values(a, b, rel_tol=1e-9):
 class CachedTrialObjective:
     """RecBole's tuning objective for one entry, training and validating only; each finished
     trial is a record ``<folder>/<digest of its values>.json`` that a rerun reads back, found by
-    its values up to float rounding (:func:`same_trial_values`) when another machine made it."""
+    its values up to float rounding (:func:`same_trial_values`) when another machine made it.
+
+    A trial trained by this process keeps its best-validation checkpoint (``<folder>/saved/<digest>/``)
+    and its run record in memory (:meth:`trained_run`): the chosen trial is the first seed's run
+    (same configuration, same seed), which is then tested, not trained again. Only checkpoints this
+    process wrote are ever loaded; a trial read back from a record has none."""
 
     def __init__(self, entry, dataset, fixed_config, config_files, folder, setting_id):
         from recbole_ext.tuning import TuningObjective
@@ -575,6 +615,7 @@ class CachedTrialObjective:
         self.objective = TuningObjective(entry.model, dataset, dict(fixed_config, **entry.fixed), saved=False)
         self.config_files, self.folder, self.setting_id, self.label = config_files, folder, setting_id, entry.label
         self.trials = []
+        self.trained = {}  # digest -> (values, run record) of the trials this process trained
 
     def __call__(self, config_dict, config_file_list=None, saved=None):
         from recbole_ext.quick_start import objective_function, write_json_atomically
@@ -592,8 +633,9 @@ class CachedTrialObjective:
             print(f"[compare] skipped {self.label} trial {params}: record exists", flush=True)
         else:
             started = time.time()
-            trial_config = dict(self.objective.fixed_config, **params)
-            result = objective_function(trial_config, self.config_files, saved=False, test=False)
+            trial_config = dict(self.objective.fixed_config, **params, checkpoint_dir=self.checkpoint_dir(key))
+            result = objective_function(trial_config, self.config_files, saved=True, test=False, run_record=True)
+            self.trained[key] = (params, dict(result["run_record"], wall_seconds=time.time() - started))
             record = {
                 "model": result["model"],
                 "params": params,
@@ -618,6 +660,22 @@ class CachedTrialObjective:
             if same_trial_values(record.get("params") or {}, params):
                 return os.path.join(self.folder, name)
         return None
+
+    def checkpoint_dir(self, key):
+        return os.path.join(self.folder, "saved", key)
+
+    def trained_run(self, params):
+        """The run record of the trial with these values if this process trained it, else None."""
+        for values, record in self.trained.values():
+            if same_trial_values(values, params):
+                return record
+        return None
+
+    def discard_checkpoints(self, keep=None):
+        """Delete the checkpoints of the trials this process trained, but ``keep``'s."""
+        for key, (_, record) in self.trained.items():
+            if record is not keep:
+                shutil.rmtree(self.checkpoint_dir(key), ignore_errors=True)
 
     def recorded_values(self, params):
         """The values as the record of this trial holds them, so that the chosen configuration
@@ -648,13 +706,15 @@ class _SeededHyperopt:
 
 def tune_entry(entry, dataset, config_files, fixed_config, trials, output_dir, setting_id):
     """Tune one entry with ``trials`` HyperTuning trials on validation; returns
-    ``(chosen values, summary)``. Keys the entry fixes are not searched."""
+    ``(chosen values, summary, the chosen trial's run record or None)``, the record when this
+    process trained that trial (:meth:`CachedTrialObjective.trained_run`; its checkpoint is kept,
+    the other trials' are deleted). Keys the entry fixes are not searched."""
     from recbole_ext.tuning import make_hyper_tuning, read_params_file
 
     params, space_label = search_space(entry.model, entry.fixed)
     summary = {"space_file": space_label, "searched": describe_space(params)}
     if not params:
-        return {}, dict(summary, trials=[])
+        return {}, dict(summary, trials=[]), None
     folder = os.path.join(output_dir, "trials", _safe_file_name(entry.label))
     os.makedirs(folder, exist_ok=True)
     effective = os.path.join(folder, "space.hyper")  # the space actually searched, for the record
@@ -668,9 +728,11 @@ def tune_entry(entry, dataset, config_files, fixed_config, trials, output_dir, s
     with _SeededHyperopt(fixed_config["seed"]):
         tuner.run()
     chosen = objective.recorded_values({k: _plain_value(v) for k, v in tuner.best_params.items()})
+    chosen_run = objective.trained_run(chosen)
+    objective.discard_checkpoints(keep=chosen_run)
     summary["trials"] = [{"params": t["params"], "valid_score": t["best_valid_score"]} for t in objective.trials]
     summary["algo"] = algo
-    return chosen, summary
+    return chosen, summary, chosen_run
 
 
 def _plain_value(value):
@@ -1033,11 +1095,11 @@ def train_entry(entry, work):
     failures)``, a failure being ``(label, where, "Error: text")``. A failing model must not lose
     the others' results, so only a :class:`ResumeConflictError` is raised."""
     dataset, config_files, shared, seeds, tune, output_dir, setting_id, reuse = work
-    chosen, summary, records, per_user, failures = None, None, [], {}, []
+    chosen, summary, chosen_run, records, per_user, failures = None, None, None, [], {}, []
     try:
         if tune:
-            chosen, summary = tune_entry(entry, dataset, config_files, dict(shared, seed=seeds[0]), tune, output_dir,
-                                         setting_id)
+            chosen, summary, chosen_run = tune_entry(entry, dataset, config_files, dict(shared, seed=seeds[0]), tune,
+                                                     output_dir, setting_id)
     except ResumeConflictError:
         raise
     except Exception as error:
@@ -1046,7 +1108,7 @@ def train_entry(entry, work):
         record_file = os.path.join(output_dir, "runs", f"{_safe_file_name(entry.label)}-seed{seed}.json")
         try:
             record = run_one(entry.model, dataset, config_files, dict(shared, **entry.fixed, seed=seed), record_file,
-                             setting_id, chosen, entry.label, reuse)
+                             setting_id, chosen, entry.label, reuse, trained=chosen_run if seed == seeds[0] else None)
         except ResumeConflictError:
             raise
         except Exception as error:

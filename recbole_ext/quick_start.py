@@ -190,10 +190,12 @@ def run(
     return None if queue.empty() else queue.get()
 
 
-def objective_function(config_dict=None, config_file_list=None, saved=True, test=True):
+def objective_function(config_dict=None, config_file_list=None, saved=True, test=True, run_record=False):
     """The objective RecBole's ``HyperTuning`` calls, for stock and extension models alike.
     ``test=False`` trains and validates only (``test_result`` is None): a tuned comparison tests
-    only each model's chosen configuration."""
+    only each model's chosen configuration. ``run_record=True`` adds ``run_record``: the record
+    :func:`run_single` would write for this training (checkpoint, epochs, s/epoch, config), so a
+    tuned comparison can test the chosen trial's checkpoint instead of training it again."""
     config = Config(config_dict=config_dict, config_file_list=config_file_list, read_command_line=False)
     prepare_dataset_files(config)
     init_seed(config["seed"], config["reproducibility"])
@@ -213,13 +215,19 @@ def objective_function(config_dict=None, config_file_list=None, saved=True, test
     except KeyboardInterrupt:
         raise RunInterrupted(remove_unfinished_outputs(trainer)) from None
     _report_to_ray_tune(best_valid_score, test_result or {})
-    return {
+    result = {
         "model": config["model"],
         "best_valid_score": best_valid_score,
         "valid_score_bigger": config["valid_metric_bigger"],
         "best_valid_result": best_valid_result,
         "test_result": test_result,
     }
+    if run_record:
+        from recbole_ext.compare import targets_digest
+
+        record = make_record(config, model, trainer, best_valid_score, best_valid_result, test_result, saved)
+        result["run_record"] = dict(record, targets_digest=targets_digest(valid_data, test_data))
+    return result
 
 
 def _report_to_ray_tune(best_valid_score, test_result):

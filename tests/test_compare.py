@@ -480,6 +480,10 @@ def test_tuned_comparison_with_seeds_and_paired_tests_writes_json_and_resumes(tm
     argv = ["--model=SASRec,GRU4Rec", "--dataset=synthetic", f"--output_dir={output_dir}", "--tune=2", "--repeats=2"]
     argv += _tiny_args(metrics="['NDCG','Hit']", topk=10, valid_metric="NDCG@10", stopping_step=1)
     assert cli_main(argv) == 0
+    out = capsys.readouterr().out
+    for label in ("SASRec", "GRU4Rec"):  # the first seed's run is the chosen trial: tested, not trained again
+        assert f"[compare] testing {label} seed 2020: the chosen trial is this very run" in out
+        assert f"[compare] training {label} seed 2020" not in out and f"[compare] training {label} seed 2021" in out
 
     result = json.load(open(os.path.join(output_dir, "comparison.json")))
     assert result["baseline"] == "SASRec" and result["test"] == "Wilcoxon signed-rank test"
@@ -505,6 +509,10 @@ def test_tuned_comparison_with_seeds_and_paired_tests_writes_json_and_resumes(tm
         assert all(r["config"]["learning_rate"] == model["chosen"]["learning_rate"] for r in runs)
         # same seed, same configuration: the chosen trial's validation score comes back exactly
         assert runs[0]["best_valid_score"] == pytest.approx(best["valid_score"], abs=1e-12)
+        assert runs[0]["trained_as_trial"] is True and "trained_as_trial" not in runs[1]
+        kept = os.path.join(output_dir, "trials", label, "saved")
+        assert runs[0]["checkpoint"].startswith(kept) and os.path.isfile(runs[0]["checkpoint"])
+        assert len(os.listdir(kept)) == 1  # the other trial's checkpoint is deleted
         ndcg = model["test"]["ndcg@10"]
         assert set(ndcg) == {"mean", "std", "per_seed", "p_value", "change", "change_ci"}
         assert ndcg["per_seed"] == [r["test_result"]["ndcg@10"] for r in runs]
@@ -525,6 +533,16 @@ def test_tuned_comparison_with_seeds_and_paired_tests_writes_json_and_resumes(tm
         for label in ("SASRec", "GRU4Rec")
     }
     assert gru["change"] == pytest.approx(pooled["GRU4Rec"].mean() / pooled["SASRec"].mean() - 1)
+    # testing the chosen trial's checkpoint gives exactly what training that run again gives
+    first_file = os.path.join(output_dir, "runs", "SASRec-seed2020.json")
+    first = json.load(open(first_file))
+    again_file = str(tmp_path / "again" / "runs" / "SASRec-seed2020.json")
+    asked = dict(first["requested"], checkpoint_dir=str(tmp_path / "again" / "saved"))
+    again = compare.run_one("SASRec", "synthetic", None, asked, again_file, first["setting_digest"], first["chosen"])
+    assert "trained_as_trial" not in again and again["epochs_trained"] == first["epochs_trained"]
+    assert again["best_valid_result"] == first["best_valid_result"] and again["test_result"] == first["test_result"]
+    ours, theirs = (compare.load_per_user(compare.per_user_file(f)) for f in (first_file, again_file))
+    assert np.array_equal(ours["users"], theirs["users"]) and np.array_equal(ours["ndcg@10"], theirs["ndcg@10"])
     markdown = open(os.path.join(output_dir, "comparison.md")).read()
     assert "tuning: 2 trials per model" in markdown and "Wilcoxon signed-rank test" in markdown
     assert "| GRU4Rec | hyper/GRU4Rec.hyper + hyper/default.hyper | 2 | dropout_prob: choice [0.0, 0.2, 0.4, 0.6]; learning_rate: loguniform [0.0003, 0.01]; weight_decay: choice [0.0, 1e-06, 1e-05, 0.0001] | dropout_prob=" in markdown
@@ -558,7 +576,7 @@ def test_tuned_comparison_with_seeds_and_paired_tests_writes_json_and_resumes(tm
     assert "[compare] training" not in out and out.count("[compare] skipped") == 8
     for label in ("SASRec", "GRU4Rec"):  # the chosen value is the recorded one, not this machine's
         assert json.load(open(os.path.join(output_dir, "comparison.json")))["models"][label]["chosen"]["learning_rate"] == nudged[label]
-        assert len(os.listdir(os.path.join(output_dir, "trials", label))) == 3  # two trials and the space
+        assert len(os.listdir(os.path.join(output_dir, "trials", label))) == 4  # two trials, the space, saved/
 
 
 def test_same_seed_reproduces_the_per_user_values(tmp_path):
