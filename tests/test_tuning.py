@@ -92,3 +92,35 @@ def test_two_trial_hyperopt_run_of_an_extension_model(tmp_path, capsys):
     assert "ndcg@10" in text
     assert display_file.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "best params:" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("algo", ["exhaustive", "random"])
+def test_fewer_trials_are_the_first_trials_of_more(tmp_path, algo):
+    """The comparison's budget (benchmarks' FULL_BUDGET) can drop trials without changing the ones
+    kept: under the comparison's seed Hyperopt proposes one sequence whatever max_evals is, and the
+    proposals do not depend on the scores (random and exhaustive search)."""
+    from recbole_ext.compare import _SeededHyperopt
+
+    space = tmp_path / "space.hyper"
+    if algo == "exhaustive":
+        space.write_text("learning_rate choice [0.1,0.01,0.001,0.0001]\nn_layers choice [1,2,3]\n")
+    else:
+        space.write_text("learning_rate loguniform -8.1117,-4.6052\nn_layers choice [1,2,3]\n")
+
+    def proposals(trials, seed):
+        seen = []
+
+        def objective(config_dict, config_files):
+            seen.append(dict(config_dict))
+            score = float(len(seen) % 3)  # scores that would steer a score-driven search
+            return {"model": "Fake", "best_valid_score": score, "valid_score_bigger": True,
+                    "best_valid_result": {}, "test_result": {}}
+
+        tuner = tuning.make_hyper_tuning(objective, str(space), algo, max_evals=trials, early_stop=trials)
+        with _SeededHyperopt(seed):
+            tuner.run()
+        return seen
+
+    six, eight = proposals(6, 2020), proposals(8, 2020)
+    assert len(six) == 6 and len(eight) == 8 and six == eight[:6]
+    assert proposals(6, 2021) != six  # the seed, not the budget, fixes the sequence
