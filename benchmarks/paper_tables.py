@@ -58,15 +58,24 @@ WITH_SIDE_INFORMATION = ["synthetic"]  # queries, micro-behaviours: only the emb
 ANY_DATASET = ["synthetic", "ml-100k"]
 
 
-def _table(key, title, model, datasets, paper_metric, rows, claims=None, protocols=(None,)):
+def _table(key, title, model, datasets, paper_metric, rows, claims=None, protocols=(None,), tuned_rows=False):
     """One paper table: ``rows`` are ``(label, switches, paper value or None)``; ``claims`` are the
     paper's orderings ``(better, worse)``; by default every pair ordered by the paper's values.
-    ``protocols``: the ``eval_protocol`` values it runs under (None: the shared setting's)."""
+    ``protocols``: the ``eval_protocol`` values it runs under (None: the shared setting's).
+    ``tuned_rows``: under ``--chosen-from`` too, the rows are tuned here, each with as many trials
+    as that comparison gave every model (SASRec keeps its choice there), for a row whose model's
+    choice does not fit it."""
     if claims is None:
         ranked = sorted((r for r in rows if r[2] is not None), key=lambda r: -r[2])
         claims = [(a[0], b[0]) for i, a in enumerate(ranked) for b in ranked[i + 1:] if a[2] > b[2]]
     return {"key": key, "title": title, "model": model, "datasets": datasets, "paper_metric": paper_metric,
-            "rows": rows, "claims": claims, "protocols": list(protocols)}
+            "rows": rows, "claims": claims, "protocols": list(protocols), "tuned_rows": tuned_rows}
+
+
+#: QuerySeqRec keys that do nothing with ``use_queries: False`` (no query, no augmentation, one
+#: training stage), fixed so that a tuning of w/o Q spends its trials on the keys that act.
+INERT_WITHOUT_QUERIES = {"augmentation": "none", "training_schedule": "joint", "graph_alpha": 1.0, "rho": 1.5,
+                         "replacement_form": "rho"}
 
 
 #: The ablation tables of the five papers: rows as config switches, the paper's values and orderings.
@@ -86,6 +95,13 @@ TABLES = [
                ("FDSA (Late)", {"query_fusion": "late", "augmentation": "none"}, 0.2081),
                ("NOVA", {"query_fusion": "nova", "augmentation": "none"}, 0.2031),
            ]),
+    # w/o Q is SASRec's input and encoder: in Table 3 it inherits the configuration chosen for the
+    # full model (its learning rate, dropout); tuned here on its own, as SASRec was, it shows
+    # whether the gap to SASRec is the model or that inherited configuration
+    _table("qsr-woq-tuned", "QuerySeqRec w/o Q tuned on its own (no queries: SASRec's input and encoder)",
+           "QuerySeqRec", WITH_SIDE_INFORMATION, "Diginetica N@20", [
+               ("w/o Q, tuned alone", dict(INERT_WITHOUT_QUERIES, use_queries=False), 0.1979),
+           ], claims=[], tuned_rows=True),
     _table("hugt-table2", "HUGT Table 2 (graph heads)", "HUGT", ANY_DATASET, "ML1M N@10", [
         ("HUGT-MP", {"graph_mode": "mp", "n_heads": 4, "n_graph_heads": 2}, 0.1218),
         ("HUGT-SE", {"graph_mode": "se", "n_heads": 4, "n_graph_heads": 2}, 0.1191),
@@ -236,7 +252,8 @@ def load_chosen(results_dir, dataset, overrides):
 
 def entries_of(table, rows=None, chosen=None, skip=None):
     """SASRec and one entry per row. With ``chosen`` (label -> values of a tuned comparison) every
-    row starts from its model's chosen values and its own switches win."""
+    row starts from its model's chosen values and its own switches win; in a ``tuned_rows`` table
+    only SASRec takes its chosen values, the rows keep their switches alone (tuned here)."""
     from recbole_ext.compare import Entry
 
     selected = table["rows"][:rows] if rows else table["rows"]
@@ -244,11 +261,12 @@ def entries_of(table, rows=None, chosen=None, skip=None):
         selected = [row for row in selected if row[0] not in skip]
     if chosen is None:
         return [Entry(BASELINE, BASELINE)] + [Entry(label, table["model"], switches) for label, switches, _ in selected]
-    for label in (BASELINE, table["model"]):
+    for label in (BASELINE,) + (() if table.get("tuned_rows") else (table["model"],)):
         if label not in chosen:
             raise ValueError(f"--chosen-from: the tuned comparison has no {label}")
+    inherited = {} if table.get("tuned_rows") else chosen[table["model"]]
     return [Entry(BASELINE, BASELINE, dict(chosen[BASELINE]))] + [
-        Entry(label, table["model"], dict(chosen[table["model"]], **switches)) for label, switches, _ in selected
+        Entry(label, table["model"], dict(inherited, **switches)) for label, switches, _ in selected
     ]
 
 
@@ -263,12 +281,23 @@ def runs_folder(args, dataset, protocol):
     return os.path.join(os.path.abspath(args.work_dir), dataset + (f"-{protocol}" if protocol else ""))
 
 
+def tuned_here(table, args, chosen, reuse_from):
+    """How many trials each row of ``table`` gets in this command: ``--tune``, none under
+    ``--chosen-from``, or that comparison's own number for a ``tuned_rows`` table."""
+    if chosen is None:
+        return args.tune
+    return reuse_from[1] if table.get("tuned_rows") else 0
+
+
 def run_table(table, dataset, args, protocol=None, chosen=None, reuse_from=None):
     """The comparison of one table's rows and SASRec on ``dataset`` (tuned here, or from ``chosen``;
     a run ``reuse_from``'s comparison already holds with the same configuration is copied); returns ``(comparison dict or None, output folder, wall seconds, error text or None)``."""
     from recbole_ext.compare import run_comparison
 
     output_dir = runs_folder(args, dataset, protocol)
+    tune = tuned_here(table, args, chosen, reuse_from)
+    if chosen is not None and tune:  # its records are made under another setting (a tuned one)
+        output_dir += "-tuned-rows"
     overrides = run_benchmarks.shared_overrides(args)
     if protocol:
         overrides["eval_protocol"] = protocol
@@ -276,7 +305,7 @@ def run_table(table, dataset, args, protocol=None, chosen=None, reuse_from=None)
     try:
         _, comparison = run_comparison(
             entries_of(table, args.rows, chosen, args.skip_rows), dataset, overrides, output_dir=output_dir,
-            tune=0 if chosen is not None else args.tune, repeats=args.repeats, baseline=BASELINE, metric=METRIC,
+            tune=tune, repeats=args.repeats, baseline=BASELINE, metric=METRIC,
             quiet=True, reuse_from=reuse_from, jobs=args.jobs,
         )
         error = None
@@ -326,14 +355,18 @@ def _cell(cell):
 
 
 def table_section(table, dataset, comparison, claims, wall, error, rows=None, protocol=None, inherited=False,
-                  skip=None):
+                  skip=None, tuned=0):
     lines = [section_title(table, dataset, protocol), ""]
     if comparison is None:
         return lines + [f"not run: {error}", ""]
+    if inherited and tuned:
+        lines.append(f"- protocol of this section: its rows are tuned here, {tuned} Hyperopt trials each over the "
+                     f"model's search space minus the row's switches, as many as {BASELINE} had; {BASELINE} keeps "
+                     "its tuned choice ('chosen' shows both)")
     lines += [f"- wall time: {wall / 60:.1f} min; seeds: {', '.join(map(str, comparison['setting']['seeds']))}",
               f"- against {BASELINE} and between rows: {comparison['test']} over (test user, seed) pairs; "
               "* p < 0.05", "",
-              f"| row | switches | test NDCG@10 | vs {BASELINE} | {'inherited' if inherited else 'chosen'} | "
+              f"| row | switches | test NDCG@10 | vs {BASELINE} | {'inherited' if inherited and not tuned else 'chosen'} | "
               f"paper ({table['paper_metric']}) |",
               "|---|---|---|---|---|---|"]
     models = comparison["models"]
@@ -344,7 +377,8 @@ def table_section(table, dataset, comparison, claims, wall, error, rows=None, pr
             status = "not run (--skip-rows)" if label in (skip or ()) else "failed"
             lines.append(f"| {label} | {text} | {status} | - | - | {paper if paper is not None else '-'} |")
             continue
-        values = row["chosen"] or ({k: v for k, v in row["fixed"].items() if k not in switches} if inherited else {})
+        # a row tuned here shows what it chose, an inherited one the values it took
+        values = row["chosen"] or {k: v for k, v in row["fixed"].items() if k not in switches}
         chosen = ", ".join(f"{k}={run_benchmarks._short(v)}" for k, v in values.items()) or "-"
         lines.append(f"| {label} | {text} | {_cell(row['test'].get(METRIC))} | "
                      f"{run_benchmarks._change_text(row['test'].get(METRIC))} | {chosen} | "
@@ -436,7 +470,8 @@ def main(argv=None):
                 claims = check_claims(table, comparison, output_dir) if comparison else []
                 key = (table["key"], dataset, protocol)
                 sections[key] = table_section(table, dataset, comparison, claims, wall, error, args.rows, protocol,
-                                              inherited=chosen is not None, skip=args.skip_rows)
+                                              inherited=chosen is not None, skip=args.skip_rows,
+                                              tuned=tuned_here(table, args, chosen, reuse_from))
                 summary[key] = {"table": table["key"], "dataset": dataset, "eval_protocol": protocol or "next_item",
                                 "error": error, "claims": claims, "wall_seconds": wall}
     finished = datetime.datetime.now(datetime.timezone.utc)
@@ -476,6 +511,10 @@ def main(argv=None):
             f"{args.repeats} seed(s). One tuned configuration for all rows of a table can favour the full "
             "model; the 'inherited' column shows it"
         )
+        own = [t["key"] for t in TABLES if t["key"] in keys and t["tuned_rows"]]
+        if own:
+            protocol_line += (f". Except in {', '.join(own)}: its rows are tuned here, with as many trials "
+                              "(its section says so)")
     else:
         protocol_line = (
             f"- protocol: every row and {BASELINE} get {args.tune} Hyperopt trials (RecBole HyperTuning) over "
