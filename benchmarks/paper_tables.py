@@ -58,18 +58,21 @@ WITH_SIDE_INFORMATION = ["synthetic"]  # queries, micro-behaviours: only the emb
 ANY_DATASET = ["synthetic", "ml-100k"]
 
 
-def _table(key, title, model, datasets, paper_metric, rows, claims=None, protocols=(None,), tuned_rows=False):
+def _table(key, title, model, datasets, paper_metric, rows, claims=None, protocols=(None,), tuned_rows=False,
+           inherit_from=None):
     """One paper table: ``rows`` are ``(label, switches, paper value or None)``; ``claims`` are the
     paper's orderings ``(better, worse)``; by default every pair ordered by the paper's values.
     ``protocols``: the ``eval_protocol`` values it runs under (None: the shared setting's).
     ``tuned_rows``: under ``--chosen-from`` too, the rows are tuned here, each with as many trials
     as that comparison gave every model (SASRec keeps its choice there), for a row whose model's
-    choice does not fit it."""
+    choice does not fit it. ``inherit_from``: under ``--chosen-from``, the rows start from that
+    label's chosen values instead of their model's (a table that needs it is not run without)."""
     if claims is None:
         ranked = sorted((r for r in rows if r[2] is not None), key=lambda r: -r[2])
         claims = [(a[0], b[0]) for i, a in enumerate(ranked) for b in ranked[i + 1:] if a[2] > b[2]]
     return {"key": key, "title": title, "model": model, "datasets": datasets, "paper_metric": paper_metric,
-            "rows": rows, "claims": claims, "protocols": list(protocols), "tuned_rows": tuned_rows}
+            "rows": rows, "claims": claims, "protocols": list(protocols), "tuned_rows": tuned_rows,
+            "inherit_from": inherit_from}
 
 
 #: QuerySeqRec keys that do nothing with ``use_queries: False`` (no query, no augmentation, one
@@ -102,6 +105,12 @@ TABLES = [
            "QuerySeqRec", WITH_SIDE_INFORMATION, "Diginetica N@20", [
                ("w/o Q, tuned alone", dict(INERT_WITHOUT_QUERIES, use_queries=False), 0.1979),
            ], claims=[], tuned_rows=True),
+    # and at exactly SASRec's chosen configuration: if w/o Q is SASRec, this row is SASRec's figure,
+    # and a gap in the row above is the search space (QuerySeqRec's grid), not the model
+    _table("qsr-woq-sasrec", "QuerySeqRec w/o Q at SASRec's chosen configuration", "QuerySeqRec",
+           WITH_SIDE_INFORMATION, "Diginetica N@20", [
+               ("w/o Q, SASRec's choice", dict(INERT_WITHOUT_QUERIES, use_queries=False), 0.1979),
+           ], claims=[], inherit_from=BASELINE),
     _table("hugt-table2", "HUGT Table 2 (graph heads)", "HUGT", ANY_DATASET, "ML1M N@10", [
         ("HUGT-MP", {"graph_mode": "mp", "n_heads": 4, "n_graph_heads": 2}, 0.1218),
         ("HUGT-SE", {"graph_mode": "se", "n_heads": 4, "n_graph_heads": 2}, 0.1191),
@@ -252,8 +261,9 @@ def load_chosen(results_dir, dataset, overrides):
 
 def entries_of(table, rows=None, chosen=None, skip=None):
     """SASRec and one entry per row. With ``chosen`` (label -> values of a tuned comparison) every
-    row starts from its model's chosen values and its own switches win; in a ``tuned_rows`` table
-    only SASRec takes its chosen values, the rows keep their switches alone (tuned here)."""
+    row starts from its model's chosen values (or the table's ``inherit_from`` label's) and its own
+    switches win; in a ``tuned_rows`` table only SASRec takes its chosen values, the rows keep their
+    switches alone (tuned here)."""
     from recbole_ext.compare import Entry
 
     selected = table["rows"][:rows] if rows else table["rows"]
@@ -261,10 +271,11 @@ def entries_of(table, rows=None, chosen=None, skip=None):
         selected = [row for row in selected if row[0] not in skip]
     if chosen is None:
         return [Entry(BASELINE, BASELINE)] + [Entry(label, table["model"], switches) for label, switches, _ in selected]
-    for label in (BASELINE,) + (() if table.get("tuned_rows") else (table["model"],)):
+    source = table.get("inherit_from") or table["model"]
+    for label in (BASELINE,) + (() if table.get("tuned_rows") else (source,)):
         if label not in chosen:
             raise ValueError(f"--chosen-from: the tuned comparison has no {label}")
-    inherited = {} if table.get("tuned_rows") else chosen[table["model"]]
+    inherited = {} if table.get("tuned_rows") else chosen[source]
     return [Entry(BASELINE, BASELINE, dict(chosen[BASELINE]))] + [
         Entry(label, table["model"], dict(inherited, **switches)) for label, switches, _ in selected
     ]
@@ -295,6 +306,9 @@ def run_table(table, dataset, args, protocol=None, chosen=None, reuse_from=None)
     from recbole_ext.compare import run_comparison
 
     output_dir = runs_folder(args, dataset, protocol)
+    if table.get("inherit_from") and chosen is None:
+        return None, output_dir, 0.0, (f"needs --chosen-from: its rows take {table['inherit_from']}'s chosen "
+                                       "configuration")
     tune = tuned_here(table, args, chosen, reuse_from)
     if chosen is not None and tune:  # its records are made under another setting (a tuned one)
         output_dir += "-tuned-rows"
@@ -363,6 +377,9 @@ def table_section(table, dataset, comparison, claims, wall, error, rows=None, pr
         lines.append(f"- protocol of this section: its rows are tuned here, {tuned} Hyperopt trials each over the "
                      f"model's search space minus the row's switches, as many as {BASELINE} had; {BASELINE} keeps "
                      "its tuned choice ('chosen' shows both)")
+    elif inherited and table.get("inherit_from"):
+        lines.append(f"- protocol of this section: no row is tuned; its rows take {table['inherit_from']}'s chosen "
+                     f"configuration (not {table['model']}'s) with the row's switches on top ('inherited' shows it)")
     lines += [f"- wall time: {wall / 60:.1f} min; seeds: {', '.join(map(str, comparison['setting']['seeds']))}",
               f"- against {BASELINE} and between rows: {comparison['test']} over (test user, seed) pairs; "
               "* p < 0.05", "",
@@ -515,6 +532,10 @@ def main(argv=None):
         if own:
             protocol_line += (f". Except in {', '.join(own)}: its rows are tuned here, with as many trials "
                               "(its section says so)")
+        borrowed = [t["key"] for t in TABLES if t["key"] in keys and t["inherit_from"]]
+        if borrowed:
+            protocol_line += (f". Except in {', '.join(borrowed)}: its rows take another model's choice "
+                              "(its section says whose)")
     else:
         protocol_line = (
             f"- protocol: every row and {BASELINE} get {args.tune} Hyperopt trials (RecBole HyperTuning) over "

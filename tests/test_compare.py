@@ -672,29 +672,36 @@ def test_paper_tables_rows_inherit_the_tuned_choice_and_magnn_runs_both_protocol
     assert "## MA-GNN Table 3 (architecture) on synthetic, eval_protocol magnn" in page
 
 
-def test_a_tuned_rows_table_tunes_its_rows_under_chosen_from_and_sasrec_keeps_its_choice(tmp_path):
-    """QuerySeqRec's w/o Q inherits in Table 3 the configuration chosen for the full model; its
-    own section tunes it with as many trials as SASRec had. Without ``tuned_rows`` the row would
-    take QuerySeqRec's chosen learning rate (0.0071 here, outside the searched choices)."""
-    paper_tables = _load_paper_tables()
+def _woq_table_under_chosen_from(paper_tables, key, tmp_path):
+    """A one-epoch ``--chosen-from`` run of the w/o Q table ``key``: a source comparison in which
+    SASRec's choice covers its whole space (as a tuned comparison's does: nothing left to search)
+    and QuerySeqRec chose a learning rate of 0.0071; returns the table, its row and the argv."""
     (tmp_path / "results" / "synthetic").mkdir(parents=True)
-    # SASRec's choice covers its whole space, as a tuned comparison's does: nothing left to search
     sasrec = {"learning_rate": 0.0042, "hidden_dropout_prob": 0.2, "attn_dropout_prob": 0.5, "weight_decay": 0.0}
     chosen = {"SASRec": sasrec, "QuerySeqRec": {"learning_rate": 0.0071}}
     source = {"setting": {"overrides": {"hidden_size": 8, "epochs": 1}},
               "models": {label: {"chosen": values, "trials": [{}]} for label, values in chosen.items()}}
     (tmp_path / "results" / "synthetic" / "comparison.json").write_text(json.dumps(source))
-    table = next(t for t in paper_tables.TABLES if t["key"] == "qsr-woq-tuned")
+    table = next(t for t in paper_tables.TABLES if t["key"] == key)
     (label, switches, _), = table["rows"]
     assert switches["use_queries"] is False
+    argv = ["--tables", key, "--datasets", "synthetic", "--repeats", "1", "--epochs", "1", "--hidden-size", "8",
+            "--max-len", "10", "--batch-size", "2048", "--chosen-from", str(tmp_path / "results"),
+            "--work-dir", str(tmp_path / "work"), "--output", str(tmp_path / "PAPER_TABLES.md")]
+    return table, label, switches, chosen, argv
+
+
+def test_a_tuned_rows_table_tunes_its_rows_under_chosen_from_and_sasrec_keeps_its_choice(tmp_path):
+    """QuerySeqRec's w/o Q inherits in Table 3 the configuration chosen for the full model; its
+    own section tunes it with as many trials as SASRec had. Without ``tuned_rows`` the row would
+    take QuerySeqRec's chosen learning rate (0.0071 here, outside the searched choices)."""
+    paper_tables = _load_paper_tables()
+    table, label, switches, chosen, argv = _woq_table_under_chosen_from(paper_tables, "qsr-woq-tuned", tmp_path)
     entries = paper_tables.entries_of(table, chosen=chosen)
     assert [e.fixed for e in entries] == [chosen["SASRec"], switches]  # nothing inherited from QuerySeqRec
     inherited = paper_tables.entries_of(next(t for t in paper_tables.TABLES if t["key"] == "qsr-table3"), chosen=chosen)
     assert inherited[-1].fixed["learning_rate"] == 0.0071  # Table 3's w/o Q does inherit it
     output = tmp_path / "PAPER_TABLES.md"
-    argv = ["--tables", "qsr-woq-tuned", "--datasets", "synthetic", "--repeats", "1", "--epochs", "1",
-            "--hidden-size", "8", "--max-len", "10", "--batch-size", "2048", "--chosen-from", str(tmp_path / "results"),
-            "--work-dir", str(tmp_path / "work"), "--output", str(output)]
     assert paper_tables.main(argv) == 0
     folder = tmp_path / "work" / "synthetic-tuned-rows"
     result = json.load(open(folder / "comparison.json"))
@@ -710,6 +717,30 @@ def test_a_tuned_rows_table_tunes_its_rows_under_chosen_from_and_sasrec_keeps_it
     assert "Except in qsr-woq-tuned" in page and "its rows are tuned here, 1 Hyperopt trials each" in page
     assert any(line.startswith(f"| {label} |") and "learning_rate=" in line for line in page.splitlines())
     assert any(line.startswith("| SASRec |") and "learning_rate=0.0042" in line for line in page.splitlines())
+
+
+def test_an_inherit_from_table_takes_sasrecs_choice_and_is_not_run_without_one(tmp_path):
+    """w/o Q at SASRec's chosen configuration: the row starts from SASRec's values, not
+    QuerySeqRec's (whose learning rate 0.0071 Table 3's w/o Q inherits), and is trained untuned."""
+    paper_tables = _load_paper_tables()
+    table, label, switches, chosen, argv = _woq_table_under_chosen_from(paper_tables, "qsr-woq-sasrec", tmp_path)
+    sasrec = chosen["SASRec"]
+    entries = paper_tables.entries_of(table, chosen=chosen)
+    assert [e.fixed for e in entries] == [sasrec, dict(sasrec, **switches)]
+    assert entries[1].model == "QuerySeqRec"
+    args = paper_tables.build_parser().parse_args(["--work-dir", str(tmp_path / "untuned")])
+    comparison, _, _, error = paper_tables.run_table(table, "synthetic", args)
+    assert comparison is None and "needs --chosen-from" in error  # no SASRec choice to take
+    output = tmp_path / "PAPER_TABLES.md"
+    assert paper_tables.main(argv) == 0
+    folder = tmp_path / "work" / "synthetic"
+    row = json.load(open(folder / "comparison.json"))["models"][label]
+    assert not row.get("trials")  # not tuned
+    run = json.load(open(folder / "runs" / f"{compare._safe_file_name(label)}-seed2020.json"))
+    assert run["config"]["learning_rate"] == 0.0042 and run["config"]["attn_dropout_prob"] == 0.5
+    assert run["config"]["use_queries"] is False
+    page = output.read_text()
+    assert "Except in qsr-woq-sasrec" in page and "take SASRec's chosen configuration" in page
 
 
 def test_a_label_several_tables_share_has_one_set_of_switches():
