@@ -949,3 +949,34 @@ def test_models_trained_side_by_side_give_the_results_of_one_process(tmp_path):
     assert seeds[0] != seeds[1]  # the two seeds are two runs, not one run read twice
     with pytest.raises(ValueError, match="--jobs must be at least 1"):
         compare.run_comparison(entries, "synthetic", dict(overrides), output_dir=str(tmp_path / "x"), jobs=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# benchmarks/convergence_check.py: the models that reached the epoch cap, trained again under a higher one
+
+
+def test_convergence_check_retrains_at_cap_runs_under_the_higher_cap_with_the_baseline(tmp_path):
+    """Both models of a one-epoch comparison stop at the cap; asked for GRU4Rec alone, the check
+    trains SASRec too (its recorded runs are at the old cap, so they are not the new cap's), and
+    every run it trains runs under the higher cap, on the results run's seeds."""
+    check = _load_script("convergence_check")
+    overrides = tiny_config_dict(metrics=["NDCG"], topk=[10], valid_metric="NDCG@10")
+    overrides.pop("n_graph_heads")
+    results = tmp_path / "results"
+    compare.run_comparison([compare.Entry("SASRec", "SASRec"), compare.Entry("GRU4Rec", "GRU4Rec")], "synthetic",
+                           dict(overrides), output_dir=str(results / "synthetic"), quiet=True)
+    argv = ["--results", str(results), "--datasets", "synthetic", "--models", "GRU4Rec",
+            "--work-dir", str(tmp_path / "work"), "--output", str(tmp_path / "CONVERGENCE.md")]
+    with pytest.raises(ValueError, match="already 1"):
+        check.main(argv + ["--epochs", "1"])
+    assert check.main(argv + ["--epochs", "2"]) == 0
+    for label in ("SASRec", "GRU4Rec"):
+        run = json.load(open(tmp_path / "work" / "synthetic" / "runs" / f"{label}-seed2020.json"))
+        assert run["config"]["epochs"] == 2 and run["epochs_trained"] == 2
+    (summary,) = json.load(open(tmp_path / "CONVERGENCE.json"))["datasets"]
+    assert summary["old_cap"] == 1 and summary["at_cap"] == {"SASRec": 1, "GRU4Rec": 1}
+    rows = {row["model"]: row for row in summary["rows"]}
+    assert rows["GRU4Rec"]["old"]["epochs"] == [1] and rows["GRU4Rec"]["new"]["epochs"] == [2]
+    assert rows["GRU4Rec"]["old"]["test"] != rows["GRU4Rec"]["new"]["test"]  # a second epoch moved it
+    page = (tmp_path / "CONVERGENCE.md").read_text()
+    assert "| GRU4Rec | 1.0 (1/1 at cap) |" in page and "still at the cap" in page
