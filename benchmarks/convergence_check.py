@@ -30,6 +30,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, REPO_ROOT)
 
 import run_benchmarks  # noqa: E402  (benchmarks/run_benchmarks.py: formatting of changes)
+from paper_tables import _write_atomically  # noqa: E402
 
 METRIC = "ndcg@10"
 
@@ -106,6 +107,10 @@ def check_dataset(args, dataset):
         chosen_models = [baseline] + list(chosen_models)  # its recorded runs are not those of the new cap
     entries = [Entry(label, comparison["models"][label]["model"], dict(comparison["models"][label]["chosen"] or {}))
                for label in chosen_models]
+    summary = {"dataset": dataset, "old_cap": cap, "new_cap": args.epochs, "seeds": seeds, "baseline": baseline,
+               "at_cap": {label: at_cap(records[label], cap) for label in records}, "rows": [], "wall_seconds": 0.0}
+    if not entries:  # every run stopped early: nothing to train again
+        return summary
     output_dir = os.path.join(os.path.abspath(args.work_dir), dataset)
     overrides.update(epochs=args.epochs, seed=seeds[0])
     started = time.perf_counter()
@@ -133,9 +138,7 @@ def check_dataset(args, dataset):
                     "test": [r["test_result"][METRIC] for r in new_records],
                     "vs_baseline": new_sig.get(entry.label, {}).get(METRIC)},
         })
-    return {"dataset": dataset, "old_cap": cap, "new_cap": args.epochs, "seeds": seeds, "baseline": baseline,
-            "at_cap": {label: at_cap(records[label], cap) for label in records}, "rows": rows,
-            "wall_seconds": wall}
+    return dict(summary, rows=rows, wall_seconds=wall)
 
 
 def _mean_std_text(values):
@@ -165,8 +168,11 @@ def render(summaries, command, started, wall):
         lines += [f"## {summary['dataset']}", "",
                   f"- runs at the cap of {old_cap} epochs in the results run: {capped or 'none'}",
                   f"- seeds: {', '.join(map(str, summary['seeds']))}; wall time {summary['wall_seconds'] / 60:.1f} min",
-                  "",
-                  f"| model | epochs, cap {old_cap} | test NDCG@10, cap {old_cap} | vs {baseline}, cap {old_cap} | "
+                  ""]
+        if not summary["rows"]:
+            lines += ["Every run stopped early: nothing was trained again.", ""]
+            continue
+        lines += [f"| model | epochs, cap {old_cap} | test NDCG@10, cap {old_cap} | vs {baseline}, cap {old_cap} | "
                   f"epochs, cap {new_cap} | test NDCG@10, cap {new_cap} | vs {baseline}, cap {new_cap} | converged |",
                   "|---|---|---|---|---|---|---|---|"]
         for row in summary["rows"]:
@@ -191,11 +197,7 @@ def main(argv=None):
     from recbole_ext.quick_start import write_json_atomically
 
     page = render(summaries, command, started, wall)
-    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
-    partial = args.output + ".partial"
-    with open(partial, "w", encoding="utf-8") as f:
-        f.write(page)
-    os.replace(partial, args.output)  # an interrupted run leaves the earlier page whole
+    _write_atomically(args.output, page)  # an interrupted run leaves the earlier page whole
     write_json_atomically(os.path.splitext(args.output)[0] + ".json",
                           {"command": command, "wall_seconds": wall, "datasets": summaries})
     print(page, flush=True)

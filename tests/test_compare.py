@@ -1,5 +1,6 @@
 """Side-by-side comparison (recbole_ext.compare): fairness, table files, resume."""
 
+import datetime
 import csv
 import json
 import math
@@ -980,3 +981,5 @@ def test_convergence_check_retrains_at_cap_runs_under_the_higher_cap_with_the_ba
     assert rows["GRU4Rec"]["old"]["test"] != rows["GRU4Rec"]["new"]["test"]  # a second epoch moved it
     page = (tmp_path / "CONVERGENCE.md").read_text()
     assert "| GRU4Rec | 1.0 (1/1 at cap) |" in page and "still at the cap" in page
+    early = dict(summary, at_cap={"SASRec": 0, "GRU4Rec": 0}, rows=[])  # no run at the cap: no table
+    assert "nothing was trained again" in check.render([early], "cmd", datetime.datetime.now(), 0.0)
